@@ -1,0 +1,68 @@
+"""A bounded copy of a body as it passes: the head up to a cap, plus a short tail.
+
+LLM responses put what matters at both ends: the answer starts at the head, and a stream's usage
+and finish reason come in its last events. Keeping the head up to ``limit`` and a rolling tail of
+``tail_limit`` bytes bounds memory whatever the body's size while still recovering both.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+
+__all__ = ["BodyCapture"]
+
+# Arrival times are kept for the first reads only: the first content chunk comes early, and a
+# long stream must not grow this list.
+_MAX_MARKS = 512
+
+
+class BodyCapture:
+    """Bytes seen so far (bounded), the total size, and when the first reads arrived."""
+
+    __slots__ = ("_marks", "head", "limit", "tail", "tail_limit", "total", "truncated")
+
+    def __init__(self, limit: int, *, tail_limit: int = 65_536, timed: bool = False) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.limit = limit
+        self.tail_limit = tail_limit
+        self.total = 0
+        self.truncated = False
+        self._marks: list[tuple[int, int]] | None = [] if timed else None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Record ``data``; never holds more than ``limit + 2 * tail_limit`` bytes."""
+        n = len(data)
+        marks = self._marks
+        if marks is not None and len(marks) < _MAX_MARKS:
+            marks.append((self.total, time.time_ns()))
+        self.total += n
+        head = self.head
+        room = self.limit - len(head)
+        if n <= room:
+            head += data
+            return
+        if room > 0:
+            head += data[:room]
+            data = data[room:]
+        self.truncated = True
+        tail = self.tail
+        tail += data
+        if len(tail) > 2 * self.tail_limit:
+            del tail[: len(tail) - self.tail_limit]
+
+    @property
+    def first_read_ns(self) -> int | None:
+        """Wall-clock time of the first non-empty read, if timed."""
+        return self._marks[0][1] if self._marks else None
+
+    def arrival_ns(self, offset: int) -> int | None:
+        """Wall-clock time at which the byte at ``offset`` arrived, if it was timed."""
+        marks = self._marks
+        if not marks:
+            return None
+        i = bisect_right(marks, (offset, 1 << 63)) - 1
+        if i < 0 or (i == len(marks) - 1 and len(marks) == _MAX_MARKS):
+            return None
+        return marks[i][1]

@@ -1,0 +1,182 @@
+"""``setup_tracing``: a TracerProvider that exports to Langfuse or an OTLP collector.
+
+Optional: the trace config works with any provider. This helper builds the two routes users ask
+for and closes the traps they hit: Langfuse speaks OTLP over HTTP only, at the full path
+``/api/public/otel/v1/traces``, wants Basic auth and ``x-langfuse-ingestion-version: 4`` (or
+traces can take minutes to appear), and short scripts lose spans unless the provider is flushed
+at exit without hanging on an unreachable endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+from typing import Literal
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+__all__ = ["LANGFUSE_TRACES_PATH", "TracingProvider", "langfuse_exporter", "setup_tracing"]
+
+_logger = logging.getLogger("aiohttp_llm_tracing")
+
+LANGFUSE_TRACES_PATH = "/api/public/otel/v1/traces"
+DEFAULT_LANGFUSE_HOST = "https://cloud.langfuse.com"
+ExporterName = Literal["auto", "langfuse", "otlp", "console", "none"]
+
+
+class TracingProvider(TracerProvider):
+    """A TracerProvider whose shutdown and flush never outlast their timeout.
+
+    The SDK's OTLP exporters retry with backoff when the endpoint is down; a process exiting
+    then hangs (opentelemetry-python#3309). Here the work runs on a helper thread and the caller
+    waits at most ``timeout`` seconds. The provider shuts itself down at interpreter exit.
+    """
+
+    _shutdown_lock = threading.Lock()
+
+    def __init__(self, *args, shutdown_timeout: float = 5.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._shutdown_timeout = shutdown_timeout
+        self._shut = False
+
+    def shutdown(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Flush and stop the exporters; ``True`` if done within ``timeout`` seconds."""
+        with self._shutdown_lock:
+            if self._shut:
+                return True
+            self._shut = True
+        return _bounded(super().shutdown, self._shutdown_timeout if timeout is None else timeout)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Export everything ended so far; ``True`` if done within ``timeout`` seconds."""
+        return _bounded(lambda: self.force_flush(int(timeout * 1000)), timeout)
+
+
+def _bounded(work, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            _logger.exception("aiohttp-llm-tracing: exporter flush/shutdown failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="aiohttp-llm-tracing-flush", daemon=True).start()
+    finished = done.wait(timeout)
+    if not finished:
+        _logger.warning("aiohttp-llm-tracing: export did not finish within %.1f s", timeout)
+    return finished
+
+
+def langfuse_exporter(
+    *,
+    host: str | None = None,
+    public_key: str | None = None,
+    secret_key: str | None = None,
+    timeout: float = 10.0,
+) -> SpanExporter:
+    """An OTLP/HTTP exporter for Langfuse's OpenTelemetry endpoint.
+
+    Reads ``LANGFUSE_HOST`` (or ``LANGFUSE_BASE_URL``), ``LANGFUSE_PUBLIC_KEY`` and
+    ``LANGFUSE_SECRET_KEY`` for anything not given. Sends protobuf, gzip-compressed, to
+    ``{host}/api/public/otel/v1/traces`` with Basic auth and ``x-langfuse-ingestion-version: 4``
+    so traces are written at once instead of after the legacy path's delay.
+    """
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    host = host or os.environ.get("LANGFUSE_HOST") or os.environ.get("LANGFUSE_BASE_URL")
+    host = (host or DEFAULT_LANGFUSE_HOST).rstrip("/")
+    public_key = public_key or os.environ.get("LANGFUSE_PUBLIC_KEY")
+    secret_key = secret_key or os.environ.get("LANGFUSE_SECRET_KEY")
+    if not public_key or not secret_key:
+        raise ValueError("Langfuse export needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY")
+    token = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+    return OTLPSpanExporter(
+        endpoint=host + LANGFUSE_TRACES_PATH,
+        headers={"Authorization": f"Basic {token}", "x-langfuse-ingestion-version": "4"},
+        compression=Compression.Gzip,
+        timeout=timeout,
+    )
+
+
+def setup_tracing(
+    *,
+    exporter: ExporterName | SpanExporter = "auto",
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    insecure: bool | None = None,
+    langfuse_host: str | None = None,
+    set_global: bool = True,
+    export_timeout: float = 10.0,
+    shutdown_timeout: float = 5.0,
+    schedule_delay: float | None = None,
+) -> TracingProvider:
+    """Build a TracerProvider with a BatchSpanProcessor and return it.
+
+    **Parameters:**
+
+    * **exporter** - ``"langfuse"`` (OTLP/HTTP straight to Langfuse), ``"otlp"`` (OTLP/gRPC to a
+      collector, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables), ``"console"``,
+      ``"none"``, or any ``SpanExporter``. ``"auto"`` picks Langfuse when
+      ``LANGFUSE_PUBLIC_KEY`` and ``LANGFUSE_SECRET_KEY`` are set, else OTLP/gRPC.
+    * **service_name** - ``service.name``; else ``OTEL_SERVICE_NAME``; else
+      ``aiohttp-llm-tracing``.
+    * **endpoint** / **insecure** - override the OTLP/gRPC endpoint (``host:port``) and TLS.
+    * **langfuse_host** - override ``LANGFUSE_HOST``.
+    * **set_global** - also install it as the global tracer provider.
+    * **export_timeout** - seconds one export may take before it is abandoned.
+    * **shutdown_timeout** - the longest ``shutdown()`` (and the exit hook) waits.
+    * **schedule_delay** - seconds between batch exports (the SDK's default is 5).
+
+    Call ``provider.shutdown()`` (or let the exit hook do it) so the last batch is sent.
+    """
+    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "aiohttp-llm-tracing"
+    provider = TracingProvider(
+        resource=Resource.create({SERVICE_NAME: name}), shutdown_timeout=shutdown_timeout
+    )
+    span_exporter = _exporter(exporter, endpoint, insecure, langfuse_host, export_timeout)
+    if span_exporter is not None:
+        kwargs = {}
+        if schedule_delay is not None:
+            kwargs["schedule_delay_millis"] = schedule_delay * 1000
+        provider.add_span_processor(
+            BatchSpanProcessor(span_exporter, export_timeout_millis=export_timeout * 1000, **kwargs)
+        )
+    if set_global:
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def _exporter(
+    exporter: ExporterName | SpanExporter,
+    endpoint: str | None,
+    insecure: bool | None,
+    langfuse_host: str | None,
+    timeout: float,
+) -> SpanExporter | None:
+    if not isinstance(exporter, str):
+        return exporter
+    if exporter == "auto":
+        has_keys = os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY")
+        exporter = "langfuse" if has_keys else "otlp"
+    if exporter == "langfuse":
+        return langfuse_exporter(host=langfuse_host, timeout=timeout)
+    if exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
+    if exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if exporter == "none":
+        return None
+    raise ValueError(f"unknown exporter {exporter!r}")

@@ -1,0 +1,123 @@
+"""One traced request between its start and its end, and the one place its span ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import ClientResponseError
+from opentelemetry.trace import Span, Status, StatusCode
+
+from . import _attributes as A
+from ._reasons import EndReason
+
+if TYPE_CHECKING:
+    from ._capture import BodyCapture
+    from ._llm import LLMCall
+    from ._registry import SpanRegistry
+
+__all__ = ["HttpSpan"]
+
+# Ended by the sweeper, by eviction or at shutdown: the request's real outcome is unknown.
+_LOST = frozenset({EndReason.EXPIRED, EndReason.EVICTED, EndReason.SHUTDOWN})
+
+
+class HttpSpan:
+    """The registry entry for one request: its span plus what the end needs to know.
+
+    Signals (aiohttp callbacks, the body proxy) never end the span themselves; they ask the
+    registry to, which pops the entry first, so only one of them can ever reach :meth:`end`.
+    """
+
+    __slots__ = (
+        "cancel_pending",
+        "capture",
+        "ended",
+        "llm",
+        "registry",
+        "request_id",
+        "span",
+        "status_code",
+    )
+
+    def __init__(
+        self,
+        span: Span,
+        request_id: str,
+        registry: SpanRegistry,
+        llm: LLMCall | None = None,
+    ) -> None:
+        self.span = span
+        self.request_id = request_id
+        self.registry = registry
+        self.llm = llm
+        self.capture: BodyCapture | None = None
+        self.status_code = 0
+        self.ended = False
+        self.cancel_pending = False
+
+    # -- signals from the body proxy -----------------------------------------------------------
+
+    def body_complete(self) -> None:
+        """The caller read the last byte."""
+        self.registry.end(self.request_id, EndReason.BODY_COMPLETE)
+
+    def abandoned(self) -> None:
+        """The response was released or closed before the body was read to the end."""
+        reason = EndReason.CANCELLED if self.cancel_pending else EndReason.RELEASED
+        self.registry.end(self.request_id, reason)
+
+    def read_failed(self, error: BaseException) -> None:
+        """A body read raised (timeout, connection lost, payload error)."""
+        self.registry.end(self.request_id, EndReason.EXCEPTION, error)
+
+    def internal_error(self, site: str, error: BaseException) -> None:
+        """Count a failure in our own code without touching the request."""
+        self.registry.record_internal_error(site, error)
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def end(self, reason: str, error: BaseException | None = None) -> None:
+        """Finish the span for ``reason``. Called once, by the registry, from any thread."""
+        if self.ended:
+            return
+        self.ended = True
+        span = self.span
+        if not span.is_recording():
+            span.end()
+            return
+        attributes: dict[str, Any] = {A.END_REASON: reason}
+        status: Status | None = None
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            error_type = _error_type(error)
+            if isinstance(error, ClientResponseError) and error.status:
+                attributes[A.HTTP_RESPONSE_STATUS_CODE] = error.status
+            attributes[A.ERROR_TYPE] = error_type
+            span.record_exception(error)
+            status = Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}")
+        elif reason in _LOST:
+            attributes[A.ERROR_TYPE] = str(self.status_code) if self.status_code >= 400 else reason
+            status = Status(StatusCode.ERROR, f"span {reason} before the request completed")
+        elif self.status_code >= 400:
+            attributes[A.ERROR_TYPE] = str(self.status_code)
+            status = Status(StatusCode.ERROR)
+        if reason == EndReason.CANCELLED:
+            # HTTP semantic conventions: a caller's cancellation is not an error, so the status
+            # stays unset; Langfuse still flags it so the cut-off call stands out.
+            attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "WARNING"
+            attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = "cancelled by the caller"
+        if self.llm is not None:
+            try:
+                self.llm.finish(attributes, self, reason, status)
+            except Exception as exc:
+                self.registry.record_internal_error("llm.finish", exc)
+        span.set_attributes(attributes)
+        if status is not None:
+            span.set_status(status)
+        span.end()
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, ClientResponseError) and error.status:
+        return str(error.status)
+    return type(error).__qualname__

@@ -1,0 +1,352 @@
+"""The LLM layer: turns a traced request to a known LLM API into a complete generation span.
+
+Nothing here runs for other requests. For an LLM call the request body is copied as it is sent,
+the response body as the caller reads it (both capped), and everything is parsed once, when the
+span ends: decode, parse JSON or SSE, let the adapter extract facts, write attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from yarl import URL
+
+from . import _attributes as A
+from ._capture import BodyCapture
+from ._context import TraceAttributes
+from ._decode import decode_body
+from ._sse import parse_sse
+from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest, ParsedResponse
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
+    from opentelemetry.trace import Status
+
+    from ._inflight import HttpSpan
+
+__all__ = ["DEFAULT_MAX_ATTRIBUTE_LENGTH", "DEFAULT_MAX_BODY_BYTES", "LLMCall", "LLMOptions"]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+"""Bytes of each body kept for parsing (plus a 64 KiB tail of longer response bodies)."""
+DEFAULT_MAX_ATTRIBUTE_LENGTH = 32 << 10
+"""Characters per recorded content attribute before it is cut with a visible marker."""
+CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+_PARAMETER_ATTRIBUTES = {
+    "temperature": A.GEN_AI_REQUEST_TEMPERATURE,
+    "max_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_output_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
+    "top_p": A.GEN_AI_REQUEST_TOP_P,
+    "top_k": A.GEN_AI_REQUEST_TOP_K,
+    "frequency_penalty": A.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": A.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": A.GEN_AI_REQUEST_SEED,
+}
+_PROVIDER_BY_HOST = (
+    (".openai.azure.com", "azure.ai.openai"),
+    ("api.openai.com", "openai"),
+    ("api.anthropic.com", "anthropic"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.groq.com", "groq"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.x.ai", "x_ai"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("openrouter.ai", "openrouter"),
+)
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """How LLM calls are recognised and what of them is recorded."""
+
+    capture_content: bool = True
+    mask: Callable[[Any], Any] | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_attribute_length: int = DEFAULT_MAX_ATTRIBUTE_LENGTH
+    provider_name: str | None = None
+    adapters: tuple[Adapter, ...] = DEFAULT_ADAPTERS
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        capture_content: bool | None,
+        mask: Callable[[Any], Any] | None,
+        max_body_bytes: int | None,
+        max_attribute_length: int | None,
+        provider_name: str | None,
+        adapters: Sequence[Adapter] | None,
+    ) -> LLMOptions:
+        """Explicit arguments first, then the environment, then the defaults."""
+        if capture_content is None:
+            env = os.environ.get(CAPTURE_ENV, "").strip().lower()
+            capture_content = env not in ("false", "0", "no", "no_content", "off")
+        adapters = tuple(adapters) if adapters is not None else DEFAULT_ADAPTERS
+        return cls(
+            capture_content=capture_content,
+            mask=mask,
+            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+            max_attribute_length=max_attribute_length or DEFAULT_MAX_ATTRIBUTE_LENGTH,
+            provider_name=provider_name,
+            adapters=adapters,
+        )
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        cached = self.__dict__.get("_suffixes")
+        if cached is None:
+            cached = tuple(s for a in self.adapters for s in a.path_suffixes)
+            object.__setattr__(self, "_suffixes", cached)
+        return cached
+
+
+def match_llm_call(
+    options: LLMOptions, method: str, url: URL, trace_attrs: TraceAttributes
+) -> LLMCall | None:
+    """An :class:`LLMCall` if this request is to a known LLM API, else ``None`` (cheaply)."""
+    if method != "POST":
+        return None
+    path = url.raw_path
+    if not path.endswith(options.suffixes):
+        return None
+    for adapter in options.adapters:
+        if adapter.matches(path):
+            return LLMCall(options, adapter, url, trace_attrs)
+    return None
+
+
+class LLMCall:
+    """One LLM request in flight: its captured bodies and how to describe it at the end."""
+
+    __slots__ = (
+        "adapter",
+        "content_encoding",
+        "is_sse",
+        "options",
+        "path",
+        "provider",
+        "request_body",
+        "response_body",
+        "start_attributes",
+        "started_ns",
+        "trace_attrs",
+    )
+
+    def __init__(
+        self, options: LLMOptions, adapter: Adapter, url: URL, trace_attrs: TraceAttributes
+    ) -> None:
+        self.options = options
+        self.adapter = adapter
+        self.path = url.raw_path
+        self.trace_attrs = trace_attrs
+        self.provider = options.provider_name or _provider(url.raw_host or "", adapter)
+        self.request_body = BodyCapture(options.max_body_bytes, tail_limit=0)
+        self.response_body: BodyCapture | None = None
+        self.content_encoding: str | None = None
+        self.is_sse = False
+        self.started_ns = time.time_ns()
+        self.start_attributes = {
+            A.GEN_AI_OPERATION_NAME: adapter.operation,
+            A.GEN_AI_PROVIDER_NAME: self.provider,
+            A.LANGFUSE_OBSERVATION_TYPE: adapter.observation_type,
+        }
+
+    @property
+    def initial_name(self) -> str:
+        """The span name until the model is known."""
+        return self.trace_attrs.name or self.adapter.operation
+
+    def on_response(self, response: ClientResponse) -> BodyCapture:
+        """Headers arrived: decide how the body will be read back and start capturing it."""
+        headers = response.headers
+        self.is_sse = "event-stream" in headers.get("Content-Type", "")
+        self.content_encoding = headers.get("Content-Encoding")
+        self.response_body = BodyCapture(self.options.max_body_bytes, timed=self.is_sse)
+        return self.response_body
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(
+        self, attributes: dict[str, Any], entry: HttpSpan, reason: str, status: Status | None
+    ) -> None:
+        """Parse what was captured and add the generation's attributes to ``attributes``."""
+        request = self._parse_request(attributes)
+        response = self._parse_response(attributes)
+        model = (response.model if response else None) or request.model
+        if self.trace_attrs.name is None:
+            operation = self.adapter.operation
+            entry.span.update_name(f"{operation} {request.model or model}" if model else operation)
+        self._request_attributes(attributes, request)
+        if response is not None:
+            self._response_attributes(attributes, response, model, entry.status_code)
+
+    def _parse_request(self, attributes: dict[str, Any]) -> ParsedRequest:
+        body = self.request_body
+        if not body.head:
+            return ParsedRequest()
+        if body.truncated:
+            attributes[A.BODY_TRUNCATED] = "request"
+        data = _json(bytes(body.head))
+        if data is _INVALID:
+            attributes[A.PARSE_ERROR] = "request: not JSON"
+            return ParsedRequest()
+        return self.adapter.parse_request(data, self.path)
+
+    def _parse_response(self, attributes: dict[str, Any]) -> ParsedResponse | None:
+        body = self.response_body
+        if body is None or body.total == 0:
+            return None
+        limit = self.options.max_body_bytes
+        head = decode_body(bytes(body.head), self.content_encoding, limit)
+        if body.truncated:
+            attributes[A.BODY_TRUNCATED] = "response"
+        if self.is_sse:
+            events = parse_sse(head)
+            if body.truncated and not self.content_encoding:
+                # The tail window recovers the closing events (usage, finish reason).
+                offset = body.total - len(body.tail)
+                events += parse_sse(bytes(body.tail), base_offset=offset, partial_head=True)
+            response = self.adapter.parse_stream(events)
+            self._first_chunk(attributes, response)
+            return response
+        data = _json(head)
+        if data is _INVALID:
+            attributes[A.PARSE_ERROR] = "response: not JSON"
+            return None
+        return self.adapter.parse_response(data)
+
+    def _first_chunk(self, attributes: dict[str, Any], response: ParsedResponse) -> None:
+        body = self.response_body
+        if response.first_chunk_offset is None or body is None or self.content_encoding:
+            return
+        arrived = body.arrival_ns(response.first_chunk_offset)
+        if arrived is None:
+            return
+        attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (arrived - self.started_ns) / 1e9
+        attributes[A.LANGFUSE_OBSERVATION_COMPLETION_START_TIME] = datetime.fromtimestamp(
+            arrived / 1e9, tz=timezone.utc
+        ).isoformat()
+
+    def _request_attributes(self, attributes: dict[str, Any], request: ParsedRequest) -> None:
+        if request.model:
+            attributes[A.GEN_AI_REQUEST_MODEL] = request.model
+        parameters = request.parameters
+        for name, value in parameters.items():
+            key = _PARAMETER_ATTRIBUTES.get(name)
+            if key is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[key] = value
+        stop = parameters.get("stop", parameters.get("stop_sequences"))
+        if stop is not None:
+            attributes[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else stop
+        if isinstance(parameters.get("n"), int) and parameters["n"] != 1:
+            attributes[A.GEN_AI_REQUEST_CHOICE_COUNT] = parameters["n"]
+        if request.stream:
+            attributes[A.GEN_AI_REQUEST_STREAM] = True
+        if parameters:
+            attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = json.dumps(parameters)
+        attributes.update(request.attributes)
+        if self.options.capture_content:
+            self._content(attributes, A.LANGFUSE_OBSERVATION_INPUT, request.input)
+            self._content(attributes, A.GEN_AI_INPUT_MESSAGES, request.messages)
+            self._content(attributes, A.GEN_AI_SYSTEM_INSTRUCTIONS, request.system_instructions)
+            self._content(attributes, A.GEN_AI_TOOL_DEFINITIONS, request.tools)
+
+    def _response_attributes(
+        self, attributes: dict[str, Any], response: ParsedResponse, model: str | None, status: int
+    ) -> None:
+        if response.id:
+            attributes[A.GEN_AI_RESPONSE_ID] = response.id
+        if response.model:
+            attributes[A.GEN_AI_RESPONSE_MODEL] = response.model
+        if model:
+            attributes[A.LANGFUSE_OBSERVATION_MODEL] = model
+        if response.finish_reasons:
+            attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] = response.finish_reasons
+        usage = response.usage
+        if usage is not None:
+            _usage_attributes(attributes, usage)
+        attributes.update(response.attributes)
+        if response.error_message:
+            attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = _cut(
+                response.error_message, self.options.max_attribute_length
+            )
+            if status >= 400:
+                attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
+        if self.options.capture_content:
+            self._content(attributes, A.LANGFUSE_OBSERVATION_OUTPUT, response.output)
+            self._content(attributes, A.GEN_AI_OUTPUT_MESSAGES, response.messages)
+
+    def _content(self, attributes: dict[str, Any], key: str, value: Any) -> None:
+        if value is None:
+            return
+        mask = self.options.mask
+        if mask is not None:
+            value = mask(value)
+            if value is None:
+                return
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        attributes[key] = _cut(text, self.options.max_attribute_length)
+
+
+def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
+    if usage.input is not None:
+        attributes[A.GEN_AI_USAGE_INPUT_TOKENS] = usage.input
+    if usage.output is not None:
+        attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output
+    if usage.cache_read:
+        attributes[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
+    if usage.cache_creation:
+        attributes[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_creation
+    if usage.reasoning:
+        attributes[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning
+    # Langfuse prices each bucket separately, so cached and reasoning tokens are split out of
+    # input and output rather than counted twice (as its own OpenAI usage mapping does).
+    details: dict[str, int] = {}
+    if usage.input is not None:
+        details["input"] = usage.input - (usage.cache_read or 0) - (usage.cache_creation or 0)
+    if usage.output is not None:
+        details["output"] = usage.output - (usage.reasoning or 0)
+    if usage.cache_read:
+        details["input_cached_tokens"] = usage.cache_read
+    if usage.cache_creation:
+        details["input_cache_creation"] = usage.cache_creation
+    if usage.reasoning:
+        details["output_reasoning_tokens"] = usage.reasoning
+    total = usage.total
+    if total is None and usage.input is not None and usage.output is not None:
+        total = usage.input + usage.output
+    if total is not None:
+        details["total"] = total
+    if details:
+        attributes[A.LANGFUSE_OBSERVATION_USAGE_DETAILS] = json.dumps(details)
+
+
+_INVALID = object()
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return _INVALID
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+
+
+def _provider(host: str, adapter: Adapter) -> str:
+    host = host.lower()
+    for suffix, name in _PROVIDER_BY_HOST:
+        if host.endswith(suffix):
+            return name
+    return adapter.provider

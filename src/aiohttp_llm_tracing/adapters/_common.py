@@ -1,0 +1,140 @@
+"""Helpers shared by the adapters: safe field access and message-schema conversion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .base import ParsedResponse, Usage
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def pick(body: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The sampling parameters present in ``body`` (scalars and string lists only)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, (str, int, float, bool)) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            out[name] = value
+    return out
+
+
+def json_loads(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def text_of(content: Any) -> str | None:
+    """The text of an OpenAI message ``content`` (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and "text" in p]
+        return "".join(t for t in texts if isinstance(t, str)) if texts else None
+    return None
+
+
+def chat_message_parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An OpenAI chat message as semantic-conventions parts (text, tool calls, tool results)."""
+    parts: list[dict[str, Any]] = []
+    role = message.get("role")
+    content = message.get("content")
+    if role == "tool":
+        parts.append(
+            {"type": "tool_call_response", "id": message.get("tool_call_id"), "response": content}
+        )
+        return parts
+    if isinstance(content, str):
+        if content:
+            parts.append({"type": "text", "content": content})
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
+                parts.append({"type": "text", "content": part.get("text")})
+            elif isinstance(part, dict):
+                parts.append({"type": str(part.get("type", "unknown"))})
+    for call in as_list(message.get("tool_calls")):
+        function = as_dict(as_dict(call).get("function"))
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": as_dict(call).get("id"),
+                "name": function.get("name"),
+                "arguments": _maybe_json(function.get("arguments")),
+            }
+        )
+    return parts
+
+
+def chat_messages(messages: Any) -> list[dict[str, Any]]:
+    return [
+        {"role": m.get("role"), "parts": chat_message_parts(m)}
+        for m in as_list(messages)
+        if isinstance(m, dict)
+    ]
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        parsed = json_loads(value)
+        return value if parsed is None else parsed
+    return value
+
+
+def openai_usage(value: Any) -> Usage | None:
+    """Chat/completions/embeddings ``usage`` (prompt/completion names) or Responses API names."""
+    usage = as_dict(value)
+    if not usage:
+        return None
+    prompt_details = as_dict(
+        usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    )
+    completion_details = as_dict(
+        usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    )
+    input_tokens = opt_int(usage.get("prompt_tokens"))
+    if input_tokens is None:
+        input_tokens = opt_int(usage.get("input_tokens"))
+    output_tokens = opt_int(usage.get("completion_tokens"))
+    if output_tokens is None:
+        output_tokens = opt_int(usage.get("output_tokens"))
+    return Usage(
+        input=input_tokens,
+        output=output_tokens,
+        total=opt_int(usage.get("total_tokens")),
+        cache_read=opt_int(prompt_details.get("cached_tokens")) or None,
+        reasoning=opt_int(completion_details.get("reasoning_tokens")) or None,
+    )
+
+
+def error_response(body: Any) -> ParsedResponse | None:
+    """An OpenAI- or Anthropic-style error body, if that is what this is."""
+    error = as_dict(body).get("error")
+    if isinstance(error, dict):
+        message = opt_str(error.get("message")) or json.dumps(error)[:500]
+        return ParsedResponse(error_message=message, output={"error": error})
+    if isinstance(error, str):
+        return ParsedResponse(error_message=error, output={"error": error})
+    return None

@@ -1,0 +1,158 @@
+"""The Anthropic Messages API (``/v1/messages``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._sse import SSEEvent
+from . import _common as c
+from .base import ParsedRequest, ParsedResponse, Usage
+
+_PARAMETERS = ("max_tokens", "temperature", "top_p", "top_k", "stop_sequences")
+
+
+class AnthropicMessages:
+    """``POST .../v1/messages``: content blocks, ``tool_use``, and Anthropic's event stream."""
+
+    operation = "chat"
+    observation_type = "generation"
+    provider = "anthropic"
+    path_suffixes = ("/v1/messages", "/messages")
+
+    def matches(self, path: str) -> bool:
+        return path.endswith("/v1/messages")
+
+    def parse_request(self, body: Any, path: str) -> ParsedRequest:
+        body = c.as_dict(body)
+        messages = c.as_list(body.get("messages"))
+        system = body.get("system")
+        system_parts = None
+        if isinstance(system, str):
+            system_parts = [{"type": "text", "content": system}]
+        elif isinstance(system, list):
+            system_parts = [{"type": "text", "content": c.text_of([p])} for p in system]
+        return ParsedRequest(
+            model=c.opt_str(body.get("model")),
+            parameters=c.pick(body, _PARAMETERS),
+            input=messages if system is None else {"system": system, "messages": messages},
+            messages=[
+                {"role": m.get("role"), "parts": _parts(m.get("content"))}
+                for m in messages
+                if isinstance(m, dict)
+            ],
+            system_instructions=system_parts,
+            tools=c.as_list(body.get("tools")) or None,
+            stream=body.get("stream") is True,
+        )
+
+    def parse_response(self, body: Any) -> ParsedResponse:
+        body = c.as_dict(body)
+        if body.get("type") == "error":
+            return c.error_response(body) or ParsedResponse()
+        blocks = c.as_list(body.get("content"))
+        stop = c.opt_str(body.get("stop_reason"))
+        return ParsedResponse(
+            id=c.opt_str(body.get("id")),
+            model=c.opt_str(body.get("model")),
+            finish_reasons=[stop] if stop else [],
+            output={"role": "assistant", "content": blocks},
+            messages=[{"role": "assistant", "parts": _parts(blocks), "finish_reason": stop}],
+            usage=_usage(c.as_dict(body.get("usage"))),
+        )
+
+    def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
+        message: dict[str, Any] = {}
+        blocks: dict[int, dict[str, Any]] = {}
+        partial_json: dict[int, list[str]] = {}
+        usage: dict[str, Any] = {}
+        first = None
+        for event in events:
+            data = c.as_dict(c.json_loads(event.data))
+            kind = event.event or c.opt_str(data.get("type")) or ""
+            if kind == "message_start":
+                message = c.as_dict(data.get("message"))
+                usage.update(c.as_dict(message.get("usage")))
+            elif kind == "content_block_start":
+                blocks[data.get("index", 0)] = dict(c.as_dict(data.get("content_block")))
+            elif kind == "content_block_delta":
+                index = data.get("index", 0)
+                delta = c.as_dict(data.get("delta"))
+                block = blocks.setdefault(index, {"type": "text", "text": ""})
+                if delta.get("type") == "text_delta":
+                    block["text"] = block.get("text", "") + str(delta.get("text", ""))
+                    first = event.offset if first is None else first
+                elif delta.get("type") == "input_json_delta":
+                    partial_json.setdefault(index, []).append(str(delta.get("partial_json", "")))
+                    first = event.offset if first is None else first
+            elif kind == "message_delta":
+                delta = c.as_dict(data.get("delta"))
+                if delta.get("stop_reason"):
+                    message["stop_reason"] = delta["stop_reason"]
+                usage.update(c.as_dict(data.get("usage")))
+            elif kind == "error":
+                return c.error_response(data) or ParsedResponse()
+        for index, pieces in partial_json.items():
+            parsed = c.json_loads("".join(pieces))
+            blocks[index]["input"] = parsed if parsed is not None else "".join(pieces)
+        result = self.parse_response(
+            {
+                "id": message.get("id"),
+                "model": message.get("model"),
+                "content": [blocks[i] for i in sorted(blocks)],
+                "stop_reason": message.get("stop_reason"),
+                "usage": usage,
+            }
+        )
+        result.first_chunk_offset = first
+        return result
+
+
+def _usage(usage: dict[str, Any]) -> Usage | None:
+    if not usage:
+        return None
+    read = c.opt_int(usage.get("cache_read_input_tokens"))
+    creation = c.opt_int(usage.get("cache_creation_input_tokens"))
+    fresh = c.opt_int(usage.get("input_tokens"))
+    output = c.opt_int(usage.get("output_tokens"))
+    # Anthropic's input_tokens excludes cached tokens; the GenAI conventions count them in.
+    total_input = None if fresh is None else fresh + (read or 0) + (creation or 0)
+    total = None if total_input is None or output is None else total_input + output
+    return Usage(
+        input=total_input,
+        output=output,
+        total=total,
+        cache_read=read or None,
+        cache_creation=creation or None,
+    )
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for block in c.as_list(content):
+        block = c.as_dict(block)
+        kind = block.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "content": block.get("text")})
+        elif kind == "tool_use":
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": block.get("id"),
+                    "name": block.get("name"),
+                    "arguments": block.get("input"),
+                }
+            )
+        elif kind == "tool_result":
+            parts.append(
+                {
+                    "type": "tool_call_response",
+                    "id": block.get("tool_use_id"),
+                    "response": block.get("content"),
+                }
+            )
+        else:
+            parts.append({"type": str(kind)})
+    return parts

@@ -1,0 +1,89 @@
+"""What an adapter is: the shape of one LLM API, turned into parsed request and response facts.
+
+An adapter knows one wire format and nothing of aiohttp, spans or the registry. It gets decoded
+JSON (or parsed SSE events) once, at the end of the call, and returns plain data; the LLM layer
+turns that into attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._sse import SSEEvent
+
+__all__ = ["Adapter", "ParsedRequest", "ParsedResponse", "Usage"]
+
+
+@dataclass
+class Usage:
+    """Token counts as the API reported them. ``input`` includes cached input tokens."""
+
+    input: int | None = None
+    output: int | None = None
+    total: int | None = None
+    cache_read: int | None = None
+    cache_creation: int | None = None
+    reasoning: int | None = None
+
+
+@dataclass
+class ParsedRequest:
+    """What the request asked for."""
+
+    model: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Sampling parameters under the API's own names (``temperature``, ``max_tokens``...)."""
+    input: Any = None
+    """The input as the API received it (messages, prompt, embedding input): Langfuse's input."""
+    messages: list[dict[str, Any]] | None = None
+    """The input in the GenAI semantic-conventions message schema."""
+    system_instructions: list[dict[str, Any]] | None = None
+    tools: list[Any] | None = None
+    stream: bool = False
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Extra span attributes specific to the operation."""
+
+
+@dataclass
+class ParsedResponse:
+    """What came back."""
+
+    id: str | None = None
+    model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    output: Any = None
+    """The output as Langfuse shows it (the assistant message, tool calls merged)."""
+    messages: list[dict[str, Any]] | None = None
+    """The output in the GenAI semantic-conventions message schema."""
+    usage: Usage | None = None
+    first_chunk_offset: int | None = None
+    """Byte offset of the first streamed event that carried content (time to first token)."""
+    error_message: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """One LLM API shape. Implementations are stateless and shared by all requests."""
+
+    operation: str
+    """``gen_ai.operation.name``: ``chat``, ``text_completion``, ``embeddings``..."""
+    observation_type: str
+    """``langfuse.observation.type``: ``generation`` or ``embedding``."""
+    provider: str
+    """``gen_ai.provider.name`` when the host does not say otherwise."""
+    path_suffixes: tuple[str, ...]
+    """URL path endings this adapter serves (POST only)."""
+
+    def matches(self, path: str) -> bool:
+        """Whether a POST to ``path`` is this API (called only when a suffix matched)."""
+
+    def parse_request(self, body: Any, path: str) -> ParsedRequest:
+        """Facts from the decoded JSON request body (any JSON value; may be malformed)."""
+
+    def parse_response(self, body: Any) -> ParsedResponse:
+        """Facts from a decoded JSON response body."""
+
+    def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
+        """Facts from a response's server-sent events, in order."""

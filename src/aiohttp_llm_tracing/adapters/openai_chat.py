@@ -1,0 +1,190 @@
+"""OpenAI-compatible chat completions (``/v1/chat/completions``, Azure deployment paths too)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._sse import SSEEvent
+from . import _common as c
+from .base import ParsedRequest, ParsedResponse
+
+_PARAMETERS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "seed",
+    "n",
+    "reasoning_effort",
+    "service_tier",
+    "response_format",
+)
+
+
+class OpenAIChat:
+    """``POST .../chat/completions``: JSON and SSE (``stream=true``), tool calls included."""
+
+    operation = "chat"
+    observation_type = "generation"
+    provider = "openai"
+    path_suffixes = ("/chat/completions",)
+
+    def matches(self, path: str) -> bool:
+        return path.endswith("/chat/completions")
+
+    def parse_request(self, body: Any, path: str) -> ParsedRequest:
+        body = c.as_dict(body)
+        messages = c.as_list(body.get("messages"))
+        tools = c.as_list(body.get("tools")) or None
+        langfuse_input: Any = messages
+        if tools:
+            langfuse_input = {"messages": messages, "tools": tools}
+        parameters = c.pick(body, _PARAMETERS)
+        if isinstance(body.get("response_format"), dict):
+            parameters["response_format"] = body["response_format"].get("type")
+        return ParsedRequest(
+            model=c.opt_str(body.get("model")) or _azure_deployment(path),
+            parameters=parameters,
+            input=langfuse_input,
+            messages=c.chat_messages(messages),
+            tools=tools,
+            stream=body.get("stream") is True,
+        )
+
+    def parse_response(self, body: Any) -> ParsedResponse:
+        error = c.error_response(body)
+        if error is not None:
+            return error
+        body = c.as_dict(body)
+        choices = [ch for ch in c.as_list(body.get("choices")) if isinstance(ch, dict)]
+        outputs = [_output_message(c.as_dict(ch.get("message"))) for ch in choices]
+        finish = [r for r in (c.opt_str(ch.get("finish_reason")) for ch in choices) if r]
+        return ParsedResponse(
+            id=c.opt_str(body.get("id")),
+            model=c.opt_str(body.get("model")),
+            finish_reasons=finish,
+            output=_single_or_list(outputs),
+            messages=[
+                {"role": "assistant", "parts": c.chat_message_parts(m), "finish_reason": r}
+                for m, r in zip(outputs, [*finish, *[None] * len(outputs)])
+            ],
+            usage=c.openai_usage(body.get("usage")),
+        )
+
+    def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
+        result = ParsedResponse()
+        choices: dict[int, dict[str, Any]] = {}
+        for event in events:
+            if event.data == "[DONE]":
+                continue
+            chunk = c.json_loads(event.data)
+            if not isinstance(chunk, dict):
+                continue
+            if "error" in chunk:
+                return c.error_response(chunk) or result
+            result.id = result.id or c.opt_str(chunk.get("id"))
+            result.model = result.model or c.opt_str(chunk.get("model"))
+            if chunk.get("usage"):
+                result.usage = c.openai_usage(chunk["usage"])
+            for choice in c.as_list(chunk.get("choices")):
+                if not isinstance(choice, dict):
+                    continue
+                index = choice.get("index", 0)
+                acc = choices.setdefault(index if isinstance(index, int) else 0, {"text": []})
+                delta = c.as_dict(choice.get("delta"))
+                if _merge_delta(acc, delta) and result.first_chunk_offset is None:
+                    result.first_chunk_offset = event.offset
+                if choice.get("finish_reason"):
+                    acc["finish_reason"] = choice["finish_reason"]
+        outputs = []
+        messages = []
+        for _, acc in sorted(choices.items()):
+            message = _accumulated_message(acc)
+            outputs.append(message)
+            messages.append(
+                {
+                    "role": "assistant",
+                    "parts": c.chat_message_parts(message),
+                    "finish_reason": acc.get("finish_reason"),
+                }
+            )
+            if acc.get("finish_reason"):
+                result.finish_reasons.append(str(acc["finish_reason"]))
+        result.output = _single_or_list(outputs)
+        result.messages = messages
+        return result
+
+
+def _merge_delta(acc: dict[str, Any], delta: dict[str, Any]) -> bool:
+    """Fold one delta into the choice; True if it carried content (text or a tool call)."""
+    carried = False
+    if delta.get("role"):
+        acc["role"] = delta["role"]
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        acc["text"].append(content)
+        carried = True
+    if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+        acc.setdefault("refusal", []).append(delta["refusal"])
+        carried = True
+    for call in c.as_list(delta.get("tool_calls")):
+        call = c.as_dict(call)
+        index = call.get("index", 0)
+        calls = acc.setdefault("tool_calls", {})
+        slot = calls.setdefault(index, {"id": None, "type": "function", "name": "", "args": []})
+        if call.get("id"):
+            slot["id"] = call["id"]
+        if call.get("type"):
+            slot["type"] = call["type"]
+        function = c.as_dict(call.get("function"))
+        if function.get("name"):
+            slot["name"] += function["name"]
+        if isinstance(function.get("arguments"), str):
+            slot["args"].append(function["arguments"])
+        carried = True
+    return carried
+
+
+def _accumulated_message(acc: dict[str, Any]) -> dict[str, Any]:
+    text = "".join(acc["text"])
+    message: dict[str, Any] = {"role": acc.get("role", "assistant"), "content": text or None}
+    if acc.get("refusal"):
+        message["refusal"] = "".join(acc["refusal"])
+    if acc.get("tool_calls"):
+        message["tool_calls"] = [
+            {
+                "id": slot["id"],
+                "type": slot["type"],
+                "function": {"name": slot["name"], "arguments": "".join(slot["args"])},
+            }
+            for _, slot in sorted(acc["tool_calls"].items())
+        ]
+    return message
+
+
+def _output_message(message: dict[str, Any]) -> dict[str, Any]:
+    out = {"role": message.get("role", "assistant"), "content": message.get("content")}
+    for key in ("tool_calls", "function_call", "refusal", "audio"):
+        if message.get(key):
+            out[key] = message[key]
+    return out
+
+
+def _single_or_list(outputs: list[dict[str, Any]]) -> Any:
+    if not outputs:
+        return None
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _azure_deployment(path: str) -> str | None:
+    # Azure OpenAI: /openai/deployments/{deployment}/chat/completions; the body has no model.
+    parts = path.split("/")
+    if "deployments" in parts:
+        i = parts.index("deployments")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return None
