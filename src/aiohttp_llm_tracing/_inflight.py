@@ -34,6 +34,7 @@ class HttpSpan:
         "capture",
         "ended",
         "llm",
+        "protocol",
         "registry",
         "request_id",
         "span",
@@ -53,6 +54,7 @@ class HttpSpan:
         self.llm = llm
         self.capture: BodyCapture | None = None
         self.status_code = 0
+        self.protocol: str | None = None
         self.ended = False
         self.cancel_pending = False
 
@@ -87,6 +89,10 @@ class HttpSpan:
             span.end()
             return
         attributes: dict[str, Any] = {A.END_REASON: reason}
+        if self.status_code:
+            attributes[A.HTTP_RESPONSE_STATUS_CODE] = self.status_code
+            if self.protocol is not None:
+                attributes[A.NETWORK_PROTOCOL_VERSION] = self.protocol
         status: Status | None = None
         if error is not None and not isinstance(error, asyncio.CancelledError):
             error_type = _error_type(error)

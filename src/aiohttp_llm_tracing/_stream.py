@@ -12,9 +12,11 @@ call ``content.set_exception(...)`` on a body that was not read to the end).
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp.streams import AsyncStreamIterator, ChunkTupleAsyncStreamIterator
+from aiohttp.streams import ChunkTupleAsyncStreamIterator, EofStream
 
 if TYPE_CHECKING:
     from aiohttp import StreamReader
@@ -101,16 +103,16 @@ class TracedStream:
         self._seen(data)
         return data
 
-    # The inner reader's iterators are bound to its own read methods, so they are rebuilt here
-    # around the proxy's.
-    def __aiter__(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readline)
+    # The inner reader's iterators are bound to its own read methods, so they are rebuilt here.
+    # _TracedIterator awaits the inner read directly: no extra coroutine layer per chunk.
+    def __aiter__(self) -> _TracedIterator:
+        return _TracedIterator(self, self._inner.readline)
 
-    def iter_chunked(self, n: int) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(lambda: self.read(n))
+    def iter_chunked(self, n: int) -> _TracedIterator:
+        return _TracedIterator(self, functools.partial(self._inner.read, n))
 
-    def iter_any(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readany)
+    def iter_any(self) -> _TracedIterator:
+        return _TracedIterator(self, self._inner.readany)
 
     def iter_chunks(self) -> ChunkTupleAsyncStreamIterator:
         return ChunkTupleAsyncStreamIterator(self)  # type: ignore[arg-type]
@@ -158,3 +160,30 @@ class TracedStream:
             return
         self._entry = None
         entry.read_failed(exc)
+
+
+class _TracedIterator:
+    """``AsyncStreamIterator`` semantics over the inner reader, reporting to the proxy."""
+
+    __slots__ = ("_read", "_stream")
+
+    def __init__(self, stream: TracedStream, read: Callable[[], Awaitable[bytes]]) -> None:
+        self._stream = stream
+        self._read = read
+
+    def __aiter__(self) -> _TracedIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            data = await self._read()
+        except EofStream:
+            self._stream._seen(b"")
+            raise StopAsyncIteration from None
+        except BaseException as exc:
+            self._stream._failed(exc)
+            raise
+        self._stream._seen(data)
+        if data == b"":
+            raise StopAsyncIteration
+        return data

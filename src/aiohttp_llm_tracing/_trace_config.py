@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,16 @@ _SUPPRESS_KEYS = (
     otel_context._SUPPRESS_INSTRUMENTATION_KEY,
     otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
 )
+
+
+_PROTOCOLS = {aiohttp.HttpVersion10: "1.0", aiohttp.HttpVersion11: "1.1"}
+_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _uuid4() -> str:
+    """A random RFC 4122 version-4 UUID string, like ``str(uuid.uuid4())`` at half the cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class TracingTraceConfig(aiohttp.TraceConfig):
@@ -157,7 +167,7 @@ class _Hooks:
                 return
             method = params.method
             url = params.url
-            request_id = str(uuid.uuid4())
+            request_id = _uuid4()
             attributes = {
                 A.HTTP_REQUEST_METHOD: method if method in _KNOWN_METHODS else "_OTHER",
                 A.URL_FULL: redact_url(url),

@@ -1,0 +1,163 @@
+"""SpanRegistry on its own: expiry, eviction, close, stats, the sweeper thread, thread safety."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import weakref
+
+import pytest
+
+from aiohttp_llm_tracing import EndReason, SpanRegistry
+
+
+class Entry:
+    def __init__(self) -> None:
+        self.ends: list[tuple[str, BaseException | None]] = []
+        self.done = threading.Event()
+
+    def end(self, reason: str, error: BaseException | None = None) -> None:
+        self.ends.append((reason, error))
+        self.done.set()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_end_is_exactly_once():
+    registry = SpanRegistry(sweep_interval=None)
+    entry = Entry()
+    registry.register("a", entry)
+    assert len(registry) == 1
+    assert registry.end("a", EndReason.RESPONSE) is True
+    assert registry.end("a", EndReason.RELEASED) is False
+    assert entry.ends == [(EndReason.RESPONSE, None)]
+    assert len(registry) == 0
+
+
+def test_expired_entries_are_ended_not_dropped():
+    clock = Clock()
+    registry = SpanRegistry(ttl=10, sweep_interval=None, timer=clock)
+    old, new = Entry(), Entry()
+    registry.register("old", old)
+    clock.now = 5
+    registry.register("new", new)
+    clock.now = 11
+    assert registry.stats().oldest_age == 11
+    assert registry.sweep() == 1
+    assert old.ends == [(EndReason.EXPIRED, None)] and new.ends == []
+    # A late end for the expired entry does nothing.
+    assert registry.end("old", EndReason.BODY_COMPLETE) is False
+    clock.now = 16
+    assert registry.sweep() == 1 and new.ends == [(EndReason.EXPIRED, None)]
+    stats = registry.stats()
+    assert stats.started == 2 and stats.ended == {EndReason.EXPIRED: 2} and stats.in_flight == 0
+
+
+def test_end_after_ttl_but_before_sweep_leaves_it_to_the_sweep():
+    clock = Clock()
+    registry = SpanRegistry(ttl=10, sweep_interval=None, timer=clock)
+    entry = Entry()
+    registry.register("a", entry)
+    clock.now = 10
+    assert registry.end("a", EndReason.RESPONSE) is False
+    assert registry.sweep() == 1
+    assert entry.ends == [(EndReason.EXPIRED, None)]
+
+
+def test_maxsize_evicts_the_oldest_and_ends_it():
+    registry = SpanRegistry(maxsize=3, sweep_interval=None)
+    entries = [Entry() for _ in range(5)]
+    for i, entry in enumerate(entries):
+        registry.register(str(i), entry)
+    assert [e.ends for e in entries[:2]] == [[(EndReason.EVICTED, None)]] * 2
+    assert all(e.ends == [] for e in entries[2:])
+    assert len(registry) == 3
+    assert registry.stats().ended == {EndReason.EVICTED: 2}
+
+
+def test_close_ends_everything_and_is_idempotent():
+    registry = SpanRegistry(sweep_interval=0.01)
+    entries = [Entry() for _ in range(3)]
+    for i, entry in enumerate(entries):
+        registry.register(str(i), entry)
+    registry.close()
+    registry.close()
+    assert all(e.ends == [(EndReason.SHUTDOWN, None)] for e in entries)
+    stats = registry.stats()
+    assert stats.ended == {EndReason.SHUTDOWN: 3} and stats.in_flight == 0
+    # Still usable; the sweeper starts again on demand.
+    registry.register("x", Entry())
+    assert len(registry) == 1
+    registry.close()
+
+
+def test_sweeper_thread_ends_expired_and_then_exits():
+    registry = SpanRegistry(ttl=0.05, sweep_interval=0.01)
+    entry = Entry()
+    registry.register("a", entry)
+    sweeper = registry._sweeper
+    assert sweeper is not None and sweeper.daemon
+    assert entry.done.wait(10)
+    assert entry.ends == [(EndReason.EXPIRED, None)]
+    sweeper.join(10)
+    assert not sweeper.is_alive()  # nothing left: the thread is gone, nothing kept alive
+    assert registry._sweeper is None
+
+
+def test_abandoned_registry_can_be_collected():
+    registry = SpanRegistry(ttl=1000, sweep_interval=0.01)
+    registry.register("a", Entry())
+    ref = weakref.ref(registry)
+    del registry
+    gc.collect()
+    assert ref() is None
+
+
+def test_failing_entry_is_counted_and_logged_once(caplog):
+    class Bad:
+        def end(self, reason, error=None):
+            raise ValueError("boom")
+
+    registry = SpanRegistry(sweep_interval=None)
+    with caplog.at_level(logging.WARNING, logger="aiohttp_llm_tracing"):
+        for i in range(3):
+            registry.register(str(i), Bad())
+            registry.end(str(i), EndReason.RESPONSE)
+    assert registry.stats().internal_errors == 3
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+
+
+def test_concurrent_register_and_end_from_threads():
+    registry = SpanRegistry(maxsize=100_000, sweep_interval=0.01)
+    entries: list[Entry] = []
+
+    def work(t: int) -> None:
+        for i in range(2000):
+            entry = Entry()
+            entries.append(entry)
+            key = f"{t}-{i}"
+            registry.register(key, entry)
+            registry.end(key, EndReason.RESPONSE)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(e.ends == [(EndReason.RESPONSE, None)] for e in entries)
+    stats = registry.stats()
+    assert stats.started == 8000 and stats.ended == {EndReason.RESPONSE: 8000}
+    registry.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"maxsize": 0}, {"sweep_interval": 0}])
+def test_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        SpanRegistry(**kwargs)
