@@ -7,6 +7,7 @@ PORT_FILE, and serves until killed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -141,7 +142,5 @@ async def main(port_file: str) -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(sys.argv[1]))
-    except KeyboardInterrupt:
-        pass

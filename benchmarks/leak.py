@@ -27,9 +27,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CountingExporter, server_process  # noqa: E402
-
-from aiohttp_llm_tracing import SpanRegistry, create_trace_config  # noqa: E402
+from _common import CountingExporter, server_process
+from aiohttp_llm_tracing import SpanRegistry, create_trace_config
 
 PATHS = (
     "json",

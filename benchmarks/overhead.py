@@ -63,9 +63,10 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
 
 async def _worker(mode: str, url: str, n: int, concurrency: int, warmup: int) -> dict:
     import aiohttp
-    from _common import CountingExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from _common import CountingExporter
 
     tracer, kind = MODES[mode]
     exporter = CountingExporter()
@@ -191,7 +192,7 @@ def _report(samples: dict[tuple[str, int], list[dict]], modes: list[str]) -> dic
             "cpu_median_us": statistics.median(r["cpu_us"] for r in runs),
         }
     for row in rows.values():
-        tracer, kind = MODES[row["mode"]]
+        kind = MODES[row["mode"]][1]
         bare = rows.get(f"bare_{kind}@c{row['concurrency']}")
         row["overhead_us"] = row["median_us"] - bare["median_us"] if bare else None
     summary = {}
