@@ -14,7 +14,7 @@ from yarl import URL
 
 from aiohttp_llm_tracing import EndReason, SpanRegistry, create_trace_config
 from aiohttp_llm_tracing._redact import redact_url
-from conftest import make_app, only_span, Gate
+from conftest import Gate, make_app, only_span
 
 
 async def test_span_nests_under_callers_span(session, server, provider, exporter):

@@ -9,6 +9,7 @@ at exit without hanging on an unreachable endpoint.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import os
@@ -19,6 +20,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from ._registry import close_all_registries
 
 __all__ = ["LANGFUSE_TRACES_PATH", "TracingProvider", "langfuse_exporter", "setup_tracing"]
 
@@ -40,9 +43,15 @@ class TracingProvider(TracerProvider):
     _shutdown_lock = threading.Lock()
 
     def __init__(self, *args, shutdown_timeout: float = 5.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+        # Our own exit hook, so in-flight spans are ended before the last export.
+        super().__init__(*args, shutdown_on_exit=False, **kwargs)
         self._shutdown_timeout = shutdown_timeout
         self._shut = False
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        close_all_registries()
+        self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Flush and stop the exporters; ``True`` if done within ``timeout`` seconds."""
@@ -50,6 +59,7 @@ class TracingProvider(TracerProvider):
             if self._shut:
                 return True
             self._shut = True
+        atexit.unregister(self._at_exit)
         return _bounded(super().shutdown, self._shutdown_timeout if timeout is None else timeout)
 
     def flush(self, timeout: float = 5.0) -> bool:

@@ -170,6 +170,7 @@ class SpanRegistry:
                 )
         if need_sweeper:
             self._sweeper.start()  # type: ignore[union-attr]
+            _move_exit_hook_last()
         if dropped:
             self._end_all(dropped)
 
@@ -295,12 +296,22 @@ def _sweep_loop(
         del registry
 
 
-# One exit hook for all registries, so spans still in flight at exit are ended (and exported by
-# the provider's own exit hook, which atexit runs after ours because it registered first).
+# One exit hook for all registries, so spans still in flight at exit are ended (and then
+# exported). atexit runs hooks last-registered-first, and the TracerProvider's own hook must run
+# after ours, so ours is moved to the end whenever a sweeper starts: by then the application
+# has normally built its provider.
 _LIVE_REGISTRIES: weakref.WeakSet[SpanRegistry] = weakref.WeakSet()
 
 
-@atexit.register
-def _close_at_exit() -> None:
+def close_all_registries() -> None:
+    """End every in-flight span of every live registry (``shutdown``)."""
     for registry in list(_LIVE_REGISTRIES):
         registry.close()
+
+
+def _move_exit_hook_last() -> None:
+    atexit.unregister(close_all_registries)
+    atexit.register(close_all_registries)
+
+
+atexit.register(close_all_registries)

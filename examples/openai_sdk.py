@@ -1,0 +1,89 @@
+"""The official ``openai`` SDK over aiohttp, traced: a chat completion and a streamed one.
+
+    python examples/openai_sdk.py
+
+The SDK's aiohttp transport takes a session factory, so the trace config goes where aiohttp
+wants it. Talks to ``OPENAI_BASE_URL`` (with ``OPENAI_API_KEY``) when set, else to an embedded
+mock LLM. Spans go to Langfuse or an OTLP collector when ``LANGFUSE_*`` or
+``OTEL_EXPORTER_OTLP_ENDPOINT`` are set (try ``aiohttp-llm-tracing receive``), else to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+from openai import AsyncOpenAI, DefaultAioHttpClient
+
+from aiohttp_llm_tracing import create_trace_config, setup_tracing, trace_attributes
+from aiohttp_llm_tracing.mock_llm import MockLLMServer
+
+try:  # openai 3.x vendors the aiohttp transport
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+except ImportError:  # openai 1.x/2.x: pip install "openai[aiohttp]" brings httpx-aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+MODEL = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
+
+
+def exporter_from_env() -> str:
+    """Langfuse or OTLP when configured (``auto`` picks), else print spans to stdout."""
+    configured = os.environ.get("LANGFUSE_SECRET_KEY") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    return "auto" if configured else "console"
+
+
+def traced_openai(base_url: str, api_key: str) -> AsyncOpenAI:
+    """An ``AsyncOpenAI`` whose requests go through a traced aiohttp session."""
+    trace_config = create_trace_config()
+    transport = AiohttpTransport(
+        # A factory, not a session: the transport builds it inside the running event loop.
+        client=lambda: aiohttp.ClientSession(trace_configs=[trace_config]),
+    )
+    return AsyncOpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        http_client=DefaultAioHttpClient(transport=transport),
+    )
+
+
+async def chat_and_stream(client: AsyncOpenAI) -> None:
+    """A plain chat, then a stream read to the end (usage needs ``include_usage``)."""
+    messages = [{"role": "user", "content": "Name three French cheeses"}]
+    with trace_attributes(session_id="openai-sdk-example", user_id="example-user"):
+        completion = await client.chat.completions.create(model=MODEL, messages=messages)
+        print("chat:  ", completion.choices[0].message.content)
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        print("stream:", "".join(parts))
+
+
+async def run(base_url: str, api_key: str) -> None:
+    provider = setup_tracing(exporter=exporter_from_env())
+    client = traced_openai(base_url, api_key)
+    try:
+        await chat_and_stream(client)
+    finally:
+        await client.close()
+        provider.shutdown()
+
+
+async def main() -> None:
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if base_url:  # e.g. https://api.openai.com/v1 for the real thing
+        await run(base_url, os.environ.get("OPENAI_API_KEY", "none"))
+        return
+    async with MockLLMServer() as mock:
+        print(f"OPENAI_BASE_URL is not set: using an embedded mock LLM at {mock.base_url}")
+        await run(mock.base_url, "mock-key")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
