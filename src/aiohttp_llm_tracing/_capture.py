@@ -32,7 +32,11 @@ class BodyCapture:
         self._marks: list[tuple[int, int]] | None = [] if timed else None
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Record ``data``; never holds more than ``limit + 2 * tail_limit`` bytes."""
+        """Record ``data``; never holds more than ``limit + 2 * tail_limit`` bytes.
+
+        Nor does it allocate more: a single 50 MB read is sliced, not copied, so recording it
+        costs the cap, not the read.
+        """
         n = len(data)
         marks = self._marks
         if marks is not None and len(marks) < _MAX_MARKS:
@@ -43,14 +47,31 @@ class BodyCapture:
         if n <= room:
             head += data
             return
+        view = memoryview(data)
         if room > 0:
-            head += data[:room]
-            data = data[room:]
+            head += view[:room]
+            view = view[room:]
         self.truncated = True
+        keep = self.tail_limit
+        if keep <= 0:
+            return
         tail = self.tail
-        tail += data
-        if len(tail) > 2 * self.tail_limit:
-            del tail[: len(tail) - self.tail_limit]
+        if len(view) >= keep:
+            tail[:] = view[-keep:]
+            return
+        tail += view
+        if len(tail) > 2 * keep:
+            del tail[: len(tail) - keep]
+
+    @property
+    def marks(self) -> list[tuple[int, int]]:
+        """``(offset, wall-clock ns)`` of the first reads, if timed; the list is capped."""
+        return self._marks or []
+
+    @property
+    def marks_complete(self) -> bool:
+        """Whether every read was marked (the last mark's read runs to the end of the body)."""
+        return self._marks is not None and len(self._marks) < _MAX_MARKS
 
     @property
     def first_read_ns(self) -> int | None:

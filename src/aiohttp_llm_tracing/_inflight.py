@@ -114,9 +114,13 @@ class HttpSpan:
             attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = "cancelled by the caller"
         if self.llm is not None:
             try:
-                self.llm.finish(attributes, self, reason, status)
+                message = self.llm.finish(attributes, self, reason)
             except Exception as exc:
+                message = None
                 self.registry.record_internal_error("llm.finish", exc)
+            if message is not None and (status is None or not status.description):
+                # The API's own words beat a bare status code (and catch errors in a 200 body).
+                status = Status(StatusCode.ERROR, message)
         span.set_attributes(attributes)
         if status is not None:
             span.set_status(status)

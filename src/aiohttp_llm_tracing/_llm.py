@@ -3,12 +3,25 @@
 Nothing here runs for other requests. For an LLM call the request body is copied as it is sent,
 the response body as the caller reads it (both capped), and everything is parsed once, when the
 span ends: decode, parse JSON or SSE, let the adapter extract facts, write attributes.
+
+When a body cannot be described in full, the span says why (values joined by ``", "`` when
+both sides apply):
+
+* ``llm_tracing.body_truncated`` - ``request`` and/or ``response``: the body was longer than
+  ``max_body_bytes``. Model, id, sampling parameters and usage are still recovered from the two
+  ends of a cut JSON body, and a stream's closing events (usage, finish reason) from the 64 KiB
+  tail window; content past the cap is not recorded.
+* ``llm_tracing.parse_error`` - ``request: not JSON``, ``response: not JSON``,
+  ``response: unrecognised JSON shape`` (valid JSON, but nothing the adapter knows),
+  ``response: no recognised events``, ``response: event stream cut off mid-event`` (read to the
+  end, but the last event never finished), or ``request|response: <Exception> in the adapter``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,13 +33,13 @@ from yarl import URL
 from . import _attributes as A
 from ._capture import BodyCapture
 from ._context import TraceAttributes
-from ._decode import decode_body
+from ._decode import Decoded, decode
+from ._reasons import EndReason
 from ._sse import parse_sse
 from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest, ParsedResponse
 
 if TYPE_CHECKING:
     from aiohttp import ClientResponse
-    from opentelemetry.trace import Status
 
     from ._inflight import HttpSpan
 
@@ -37,6 +50,7 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 32 << 10
 """Characters per recorded content attribute before it is cut with a visible marker."""
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_REQUEST_TAIL = 4096
 
 _PARAMETER_ATTRIBUTES = {
     "temperature": A.GEN_AI_REQUEST_TEMPERATURE,
@@ -128,6 +142,7 @@ class LLMCall:
     __slots__ = (
         "adapter",
         "content_encoding",
+        "failures",
         "is_sse",
         "options",
         "path",
@@ -147,10 +162,12 @@ class LLMCall:
         self.path = url.raw_path
         self.trace_attrs = trace_attrs
         self.provider = options.provider_name or _provider(url.raw_host or "", adapter)
-        self.request_body = BodyCapture(options.max_body_bytes, tail_limit=0)
+        # A short tail: a big request's model may be its last field.
+        self.request_body = BodyCapture(options.max_body_bytes, tail_limit=_REQUEST_TAIL)
         self.response_body: BodyCapture | None = None
         self.content_encoding: str | None = None
         self.is_sse = False
+        self.failures: list[tuple[str, Exception]] = []
         self.started_ns = time.time_ns()
         self.start_attributes = {
             A.GEN_AI_OPERATION_NAME: adapter.operation,
@@ -173,60 +190,139 @@ class LLMCall:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def finish(
-        self, attributes: dict[str, Any], entry: HttpSpan, reason: str, status: Status | None
-    ) -> None:
-        """Parse what was captured and add the generation's attributes to ``attributes``."""
-        request = self._parse_request(attributes)
-        response = self._parse_response(attributes)
+    def finish(self, attributes: dict[str, Any], entry: HttpSpan, reason: str) -> str | None:
+        """Parse what was captured and add the generation's attributes to ``attributes``.
+
+        Returns the API's error message when the body reported one, for the span's status.
+        """
+        # Adapters read arbitrary JSON; one that trips over it costs its half, not the span.
+        try:
+            request = self._parse_request(attributes)
+        except Exception as exc:
+            self.failures.append(("llm.parse_request", exc))
+            _mark(attributes, A.PARSE_ERROR, f"request: {type(exc).__name__} in the adapter")
+            request = ParsedRequest()
+        try:
+            response = self._parse_response(attributes, reason)
+        except Exception as exc:
+            self.failures.append(("llm.parse_response", exc))
+            _mark(attributes, A.PARSE_ERROR, f"response: {type(exc).__name__} in the adapter")
+            response = None
         model = (response.model if response else None) or request.model
         if self.trace_attrs.name is None:
             operation = self.adapter.operation
             entry.span.update_name(f"{operation} {request.model or model}" if model else operation)
         self._request_attributes(attributes, request)
+        message = None
         if response is not None:
             self._response_attributes(attributes, response, model, entry.status_code)
+            if response.error_message:
+                # Also when the HTTP exchange succeeded but the API reported a failure in the body.
+                message = _cut(response.error_message, self.options.max_attribute_length)
+        elif entry.status_code >= 400:
+            # An error page that is not an API error body (a proxy's HTML, plain text): its
+            # first line is the best description there is.
+            snippet = self._error_snippet()
+            if snippet:
+                attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = snippet
+                attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
+        for site, exc in dict(reversed(self.failures)).items():  # once per site, the first
+            entry.internal_error(site, exc)
+        return message
+
+    def _error_snippet(self) -> str | None:
+        body = self.response_body
+        if body is None or not body.head:
+            return None
+        head = decode(bytes(body.head[:4096]), self.content_encoding, 4096).data
+        text = head.decode("utf-8", "replace").strip()
+        if not text or "\ufffd" in text[:64]:
+            return None  # binary
+        return _cut(text.splitlines()[0], 500)
 
     def _parse_request(self, attributes: dict[str, Any]) -> ParsedRequest:
         body = self.request_body
         if not body.head:
             return ParsedRequest()
         if body.truncated:
-            attributes[A.BODY_TRUNCATED] = "request"
+            # Too big to parse (images inlined as base64, long documents): keep what can be
+            # found at either end, which names the model even when it comes last.
+            _mark(attributes, A.BODY_TRUNCATED, "request")
+            fields = _top_level_fields(bytes(body.head), bytes(body.tail))
+            request = self.adapter.parse_request(fields, self.path)
+            request.input = request.messages = request.system_instructions = None
+            request.tools = None
+            return request
         data = _json(bytes(body.head))
         if data is _INVALID:
-            attributes[A.PARSE_ERROR] = "request: not JSON"
+            _mark(attributes, A.PARSE_ERROR, "request: not JSON")
             return ParsedRequest()
         return self.adapter.parse_request(data, self.path)
 
-    def _parse_response(self, attributes: dict[str, Any]) -> ParsedResponse | None:
+    def _parse_response(self, attributes: dict[str, Any], reason: str) -> ParsedResponse | None:
         body = self.response_body
         if body is None or body.total == 0:
             return None
-        limit = self.options.max_body_bytes
-        head = decode_body(bytes(body.head), self.content_encoding, limit)
+        marks = body.marks if self.is_sse else []
+        cuts = [offset for offset, _ in marks[1:]]
+        if marks and body.marks_complete:
+            cuts.append(len(body.head))
+        decoded = decode(bytes(body.head), self.content_encoding, self.options.max_body_bytes, cuts)
+        head = decoded.data
+        # Compressed bytes past the cap cannot be decoded without the bytes before them, so the
+        # tail window only helps when the caller read the body decoded (aiohttp's default).
+        tail = bytes(body.tail) if body.truncated and not decoded.encoded else b""
         if body.truncated:
-            attributes[A.BODY_TRUNCATED] = "response"
-        if self.is_sse:
+            _mark(attributes, A.BODY_TRUNCATED, "response")
+        # Some servers label their event streams text/plain or application/json.
+        if self.is_sse or head.lstrip()[:6].startswith(_SSE_STARTS):
             events = parse_sse(head)
-            if body.truncated and not self.content_encoding:
+            if tail:
                 # The tail window recovers the closing events (usage, finish reason).
-                offset = body.total - len(body.tail)
-                events += parse_sse(bytes(body.tail), base_offset=offset, partial_head=True)
+                offset = body.total - len(tail)
+                events += parse_sse(tail, base_offset=offset, partial_head=True)
             response = self.adapter.parse_stream(events)
-            self._first_chunk(attributes, response)
+            self._first_chunk(attributes, response, decoded, marks)
+            last = tail or (b"" if body.truncated else head)  # unknown if cut and compressed
+            if reason == EndReason.BODY_COMPLETE and _cut_mid_event(last):
+                # Read to its end, yet the last event never finished: the server cut it off.
+                _mark(attributes, A.PARSE_ERROR, "response: event stream cut off mid-event")
+            elif _is_empty(response):
+                _mark(attributes, A.PARSE_ERROR, "response: no recognised events")
+            return response
+        if body.truncated:
+            # Cut JSON does not parse; id, model and usage are at its ends.
+            response = self.adapter.parse_response(_top_level_fields(head, tail))
+            response.output = response.messages = None
+            response.attributes = {}
             return response
         data = _json(head)
         if data is _INVALID:
-            attributes[A.PARSE_ERROR] = "response: not JSON"
+            _mark(attributes, A.PARSE_ERROR, "response: not JSON")
             return None
-        return self.adapter.parse_response(data)
+        response = self.adapter.parse_response(data)
+        if _is_empty(response):
+            _mark(attributes, A.PARSE_ERROR, "response: unrecognised JSON shape")
+        return response
 
-    def _first_chunk(self, attributes: dict[str, Any], response: ParsedResponse) -> None:
+    def _first_chunk(
+        self,
+        attributes: dict[str, Any],
+        response: ParsedResponse,
+        decoded: Decoded,
+        marks: list[tuple[int, int]],
+    ) -> None:
+        offset = response.first_chunk_offset
         body = self.response_body
-        if response.first_chunk_offset is None or body is None or self.content_encoding:
+        if offset is None or body is None:
             return
-        arrived = body.arrival_ns(response.first_chunk_offset)
+        if decoded.encoded:
+            # Offsets are in decoded bytes: the first read whose bytes decoded past the offset.
+            arrived = next(
+                (marks[i][1] for i, size in enumerate(decoded.sizes) if size > offset), None
+            )
+        else:
+            arrived = body.arrival_ns(offset)
         if arrived is None:
             return
         attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (arrived - self.started_ns) / 1e9
@@ -254,9 +350,14 @@ class LLMCall:
         attributes.update(request.attributes)
         if self.options.capture_content:
             self._content(attributes, A.LANGFUSE_OBSERVATION_INPUT, request.input)
-            self._content(attributes, A.GEN_AI_INPUT_MESSAGES, request.messages)
-            self._content(attributes, A.GEN_AI_SYSTEM_INSTRUCTIONS, request.system_instructions)
-            self._content(attributes, A.GEN_AI_TOOL_DEFINITIONS, request.tools)
+            # The semantic-conventions attributes are left out when empty.
+            for key, value in (
+                (A.GEN_AI_INPUT_MESSAGES, request.messages),
+                (A.GEN_AI_SYSTEM_INSTRUCTIONS, request.system_instructions),
+                (A.GEN_AI_TOOL_DEFINITIONS, request.tools),
+            ):
+                if value:
+                    self._content(attributes, key, value)
 
     def _response_attributes(
         self, attributes: dict[str, Any], response: ParsedResponse, model: str | None, status: int
@@ -277,18 +378,27 @@ class LLMCall:
             attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = _cut(
                 response.error_message, self.options.max_attribute_length
             )
-            if status >= 400:
-                attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
+            # An error body, or an error event inside a stream that began with 200: either way
+            # the generation failed.
+            attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
+            if A.ERROR_TYPE not in attributes:
+                attributes[A.ERROR_TYPE] = response.error_type or "error"
         if self.options.capture_content:
             self._content(attributes, A.LANGFUSE_OBSERVATION_OUTPUT, response.output)
-            self._content(attributes, A.GEN_AI_OUTPUT_MESSAGES, response.messages)
+            if response.messages:
+                self._content(attributes, A.GEN_AI_OUTPUT_MESSAGES, response.messages)
 
     def _content(self, attributes: dict[str, Any], key: str, value: Any) -> None:
         if value is None:
             return
         mask = self.options.mask
         if mask is not None:
-            value = mask(value)
+            try:
+                value = mask(value)
+            except Exception as exc:
+                # Fail closed: content the mask could not clean is not recorded at all.
+                self.failures.append(("llm.mask", exc))
+                return
             if value is None:
                 return
         text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -309,10 +419,12 @@ def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
     # Langfuse prices each bucket separately, so cached and reasoning tokens are split out of
     # input and output rather than counted twice (as its own OpenAI usage mapping does).
     details: dict[str, int] = {}
+    # Langfuse rejects negative counts; an inconsistent usage object must not produce one.
     if usage.input is not None:
-        details["input"] = usage.input - (usage.cache_read or 0) - (usage.cache_creation or 0)
+        cached = (usage.cache_read or 0) + (usage.cache_creation or 0)
+        details["input"] = max(0, usage.input - cached)
     if usage.output is not None:
-        details["output"] = usage.output - (usage.reasoning or 0)
+        details["output"] = max(0, usage.output - (usage.reasoning or 0))
     if usage.cache_read:
         details["input_cached_tokens"] = usage.cache_read
     if usage.cache_creation:
@@ -329,6 +441,71 @@ def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
 
 
 _INVALID = object()
+_SSE_STARTS = (b"data:", b"event:", b"id:", b":")
+# A top-level scalar field of a JSON object, found without parsing (the object was cut). A quote
+# inside a string is escaped, so only real keys match; nested keys with object values do not.
+_SCALAR_FIELD = re.compile(
+    rb'(?<!\\)"(model|id|stream|temperature|max_tokens|max_completion_tokens|max_output_tokens'
+    rb'|top_p|seed|encoding_format|dimensions)"\s*:\s*'
+    rb'("(?:[^"\\]|\\.){0,512}"|true|false|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
+)
+_USAGE_FIELD = re.compile(rb'(?<!\\)"usage"\s*:\s*\{')
+
+
+def _top_level_fields(head: bytes, tail: bytes) -> dict[str, Any]:
+    """Scalars and ``usage`` from the two ends of a JSON object too big to parse whole.
+
+    The first occurrence in the head wins (a request's ``model``, a response's ``id``), else the
+    last one in the tail (an embeddings response names its model and usage after the vectors).
+    """
+    fields: dict[str, Any] = {}
+    for match in _SCALAR_FIELD.finditer(head[:65_536]):
+        fields.setdefault(match.group(1).decode(), _json(match.group(2)))
+    for match in reversed(list(_SCALAR_FIELD.finditer(tail))):
+        fields.setdefault(match.group(1).decode(), _json(match.group(2)))
+    for source in (tail, head[-65_536:]):
+        usage = None
+        for match in _USAGE_FIELD.finditer(source):
+            usage = match
+        if usage is not None:
+            try:
+                text = source[usage.end() - 1 :].decode("utf-8", "replace")
+                value, _ = json.JSONDecoder().raw_decode(text)
+            except ValueError:
+                continue
+            fields["usage"] = value
+            break
+    return {k: v for k, v in fields.items() if v is not _INVALID}
+
+
+def _is_empty(response: ParsedResponse) -> bool:
+    """Nothing an adapter knows was found: the body is not the shape it expects."""
+    return not (
+        response.id
+        or response.model
+        or response.output is not None
+        or response.usage is not None
+        or response.finish_reasons
+        or response.error_message
+    )
+
+
+def _cut_mid_event(body: bytes) -> bool:
+    """Whether the stream's last event is unfinished: no blank line after it and its data does
+    not parse (a server that only forgot the final blank line is not flagged)."""
+    if not body.strip() or body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
+        return False
+    events = parse_sse(body[-65_536:])
+    if not events:
+        return False
+    data = events[-1].data
+    return data != "[DONE]" and data != "" and _json(data.encode()) is _INVALID
+
+
+def _mark(attributes: dict[str, Any], key: str, value: str) -> None:
+    """Set a marker attribute, keeping an earlier value (request and response both cut)."""
+    previous = attributes.get(key)
+    attributes[key] = value if previous is None else f"{previous}, {value}"
 
 
 def _json(data: bytes) -> Any:

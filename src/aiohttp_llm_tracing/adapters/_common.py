@@ -134,7 +134,12 @@ def error_response(body: Any) -> ParsedResponse | None:
     error = as_dict(body).get("error")
     if isinstance(error, dict):
         message = opt_str(error.get("message")) or json.dumps(error)[:500]
-        return ParsedResponse(error_message=message, output={"error": error})
-    if isinstance(error, str):
+        kind = error.get("type") or error.get("code")
+        return ParsedResponse(
+            error_message=message,
+            error_type=None if kind is None else str(kind),
+            output={"error": error},
+        )
+    if isinstance(error, str) and error:
         return ParsedResponse(error_message=error, output={"error": error})
     return None

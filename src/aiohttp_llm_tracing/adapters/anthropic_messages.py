@@ -48,16 +48,21 @@ class AnthropicMessages:
 
     def parse_response(self, body: Any) -> ParsedResponse:
         body = c.as_dict(body)
-        if body.get("type") == "error":
+        # Anthropic says {"type": "error", "error": {...}}; gateways and compatible servers
+        # often answer in OpenAI's shape, {"error": {...}}, with no "type".
+        if body.get("type") == "error" or body.get("error"):
             return c.error_response(body) or ParsedResponse()
-        blocks = c.as_list(body.get("content"))
+        blocks = body.get("content")
         stop = c.opt_str(body.get("stop_reason"))
+        answered = isinstance(blocks, list)
         return ParsedResponse(
             id=c.opt_str(body.get("id")),
             model=c.opt_str(body.get("model")),
             finish_reasons=[stop] if stop else [],
-            output={"role": "assistant", "content": blocks},
-            messages=[{"role": "assistant", "parts": _parts(blocks), "finish_reason": stop}],
+            output={"role": "assistant", "content": blocks} if answered else None,
+            messages=[{"role": "assistant", "parts": _parts(blocks), "finish_reason": stop}]
+            if answered
+            else None,
             usage=_usage(c.as_dict(body.get("usage"))),
         )
 
@@ -74,13 +79,18 @@ class AnthropicMessages:
                 message = c.as_dict(data.get("message"))
                 usage.update(c.as_dict(message.get("usage")))
             elif kind == "content_block_start":
-                blocks[data.get("index", 0)] = dict(c.as_dict(data.get("content_block")))
+                blocks[_index(data)] = dict(c.as_dict(data.get("content_block")))
             elif kind == "content_block_delta":
-                index = data.get("index", 0)
+                index = _index(data)
                 delta = c.as_dict(data.get("delta"))
                 block = blocks.setdefault(index, {"type": "text", "text": ""})
                 if delta.get("type") == "text_delta":
-                    block["text"] = block.get("text", "") + str(delta.get("text", ""))
+                    block["text"] = str(block.get("text") or "") + str(delta.get("text", ""))
+                    first = event.offset if first is None else first
+                elif delta.get("type") == "thinking_delta":
+                    block["thinking"] = str(block.get("thinking") or "") + str(
+                        delta.get("thinking", "")
+                    )
                     first = event.offset if first is None else first
                 elif delta.get("type") == "input_json_delta":
                     partial_json.setdefault(index, []).append(str(delta.get("partial_json", "")))
@@ -91,7 +101,11 @@ class AnthropicMessages:
                     message["stop_reason"] = delta["stop_reason"]
                 usage.update(c.as_dict(data.get("usage")))
             elif kind == "error":
-                return c.error_response(data) or ParsedResponse()
+                error = c.error_response(data) or ParsedResponse(error_message="error")
+                error.id = c.opt_str(message.get("id"))
+                error.model = c.opt_str(message.get("model"))
+                error.first_chunk_offset = first
+                return error
         for index, pieces in partial_json.items():
             parsed = c.json_loads("".join(pieces))
             blocks[index]["input"] = parsed if parsed is not None else "".join(pieces)
@@ -106,6 +120,11 @@ class AnthropicMessages:
         )
         result.first_chunk_offset = first
         return result
+
+
+def _index(data: dict[str, Any]) -> int:
+    index = data.get("index", 0)
+    return index if isinstance(index, int) else 0
 
 
 def _usage(usage: dict[str, Any]) -> Usage | None:

@@ -61,6 +61,9 @@ class ParsedResponse:
     first_chunk_offset: int | None = None
     """Byte offset of the first streamed event that carried content (time to first token)."""
     error_message: str | None = None
+    """Set when the API reported an error, in an error body or as an event inside a stream."""
+    error_type: str | None = None
+    """The API's own error class (``rate_limit_error``, ``server_error``...), if it gave one."""
     attributes: dict[str, Any] = field(default_factory=dict)
 
 

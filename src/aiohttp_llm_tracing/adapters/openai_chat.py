@@ -62,15 +62,15 @@ class OpenAIChat:
         body = c.as_dict(body)
         choices = [ch for ch in c.as_list(body.get("choices")) if isinstance(ch, dict)]
         outputs = [_output_message(c.as_dict(ch.get("message"))) for ch in choices]
-        finish = [r for r in (c.opt_str(ch.get("finish_reason")) for ch in choices) if r]
+        reasons = [c.opt_str(ch.get("finish_reason")) for ch in choices]
         return ParsedResponse(
             id=c.opt_str(body.get("id")),
             model=c.opt_str(body.get("model")),
-            finish_reasons=finish,
+            finish_reasons=[r for r in reasons if r],
             output=_single_or_list(outputs),
             messages=[
                 {"role": "assistant", "parts": c.chat_message_parts(m), "finish_reason": r}
-                for m, r in zip(outputs, [*finish, *[None] * len(outputs)])
+                for m, r in zip(outputs, reasons)
             ],
             usage=c.openai_usage(body.get("usage")),
         )
@@ -84,8 +84,13 @@ class OpenAIChat:
             chunk = c.json_loads(event.data)
             if not isinstance(chunk, dict):
                 continue
-            if "error" in chunk:
-                return c.error_response(chunk) or result
+            if chunk.get("error"):
+                # An error event mid-stream (the status was already 200): the call failed.
+                error = c.error_response(chunk)
+                if error is not None:
+                    error.id, error.model = result.id, result.model
+                    error.first_chunk_offset = result.first_chunk_offset
+                    return error
             result.id = result.id or c.opt_str(chunk.get("id"))
             result.model = result.model or c.opt_str(chunk.get("model"))
             if chunk.get("usage"):
@@ -134,6 +139,7 @@ def _merge_delta(acc: dict[str, Any], delta: dict[str, Any]) -> bool:
     for call in c.as_list(delta.get("tool_calls")):
         call = c.as_dict(call)
         index = call.get("index", 0)
+        index = index if isinstance(index, int) else 0
         calls = acc.setdefault("tool_calls", {})
         slot = calls.setdefault(index, {"id": None, "type": "function", "name": "", "args": []})
         if call.get("id"):

@@ -74,6 +74,12 @@ class OpenAICompletions:
             chunk = c.json_loads(event.data) if event.data != "[DONE]" else None
             if not isinstance(chunk, dict):
                 continue
+            if chunk.get("error"):
+                error = c.error_response(chunk)
+                if error is not None:
+                    error.id, error.model = c.opt_str(response_id), c.opt_str(model)
+                    error.first_chunk_offset = first
+                    return error
             response_id = response_id or chunk.get("id")
             model = model or chunk.get("model")
             if chunk.get("usage"):
@@ -81,6 +87,7 @@ class OpenAICompletions:
             for choice in c.as_list(chunk.get("choices")):
                 choice = c.as_dict(choice)
                 index = choice.get("index", 0)
+                index = index if isinstance(index, int) else 0
                 text = choice.get("text")
                 if isinstance(text, str) and text:
                     texts.setdefault(index, []).append(text)

@@ -48,7 +48,7 @@ class OpenAIEmbeddings:
             attributes[A.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
         return ParsedResponse(
             model=c.opt_str(body.get("model")),
-            output={"count": len(data), "dimensions": dimensions},
+            output={"count": len(data), "dimensions": dimensions} if data else None,
             usage=c.openai_usage(body.get("usage")),
             attributes=attributes,
         )

@@ -20,6 +20,17 @@ _PARAMETERS = (
 )
 
 
+_OTHER_DELTAS = frozenset(
+    {
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.audio.transcript.delta",
+    }
+)
+
+
 class OpenAIResponses:
     """``POST .../responses``: ``input``/``instructions`` in, ``output`` items out."""
 
@@ -58,10 +69,14 @@ class OpenAIResponses:
         )
 
     def parse_response(self, body: Any) -> ParsedResponse:
-        error = c.as_dict(body).get("error")
-        if isinstance(error, dict) and error:
-            return c.error_response(body) or ParsedResponse()
         body = c.as_dict(body)
+        error = body.get("error")
+        if isinstance(error, dict) and error:
+            # An error body, or a response object that failed (it still names id and model).
+            failed = c.error_response(body) or ParsedResponse()
+            failed.id = c.opt_str(body.get("id"))
+            failed.model = c.opt_str(body.get("model"))
+            return failed
         outputs: list[dict[str, Any]] = []
         for item in c.as_list(body.get("output")):
             item = c.as_dict(item)
@@ -102,6 +117,7 @@ class OpenAIResponses:
     def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
         deltas: list[str] = []
         first = None
+        response_id = model = None
         final: ParsedResponse | None = None
         for event in events:
             data = c.as_dict(c.json_loads(event.data))
@@ -109,9 +125,32 @@ class OpenAIResponses:
             if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
                 deltas.append(data["delta"])
                 first = event.offset if first is None else first
+            elif kind in _OTHER_DELTAS:
+                # Tool-call arguments and reasoning are output too: the first token arrived.
+                first = event.offset if first is None else first
+            elif kind in ("response.created", "response.in_progress") and final is None:
+                # Known from the first event: kept if the stream is cut off before the end.
+                started = c.as_dict(data.get("response"))
+                response_id = c.opt_str(started.get("id")) or response_id
+                model = c.opt_str(started.get("model")) or model
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
                 final = self.parse_response(data.get("response"))
-        result = final or ParsedResponse(output={"role": "assistant", "content": "".join(deltas)})
+            elif kind == "error":
+                # A stream-level error event: {"type": "error", "code", "message", "param"}.
+                code = data.get("code")
+                return ParsedResponse(
+                    id=response_id,
+                    model=model,
+                    error_message=c.opt_str(data.get("message")) or "error",
+                    error_type=None if code is None else str(code),
+                    output={"error": data},
+                    first_chunk_offset=first,
+                )
+        result = final or ParsedResponse(
+            id=response_id,
+            model=model,
+            output={"role": "assistant", "content": "".join(deltas)} if deltas else None,
+        )
         if final is not None and final.output is None and deltas:
             result.output = {"role": "assistant", "content": "".join(deltas)}
         result.first_chunk_offset = first
