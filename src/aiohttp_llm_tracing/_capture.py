@@ -13,14 +13,23 @@ from bisect import bisect_right
 __all__ = ["BodyCapture"]
 
 # Arrival times are kept for the first reads only: the first content chunk comes early, and a
-# long stream must not grow this list.
-_MAX_MARKS = 512
+# long stream must not grow this list (nor pay a clock read per chunk).
+_MAX_MARKS = 64
 
 
 class BodyCapture:
     """Bytes seen so far (bounded), the total size, and when the first reads arrived."""
 
-    __slots__ = ("_marks", "head", "limit", "tail", "tail_limit", "total", "truncated")
+    __slots__ = (
+        "_marks",
+        "_marks_left",
+        "head",
+        "limit",
+        "tail",
+        "tail_limit",
+        "total",
+        "truncated",
+    )
 
     def __init__(self, limit: int, *, tail_limit: int = 65_536, timed: bool = False) -> None:
         self.head = bytearray()
@@ -30,6 +39,7 @@ class BodyCapture:
         self.total = 0
         self.truncated = False
         self._marks: list[tuple[int, int]] | None = [] if timed else None
+        self._marks_left = _MAX_MARKS if timed else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Record ``data``; never holds more than ``limit + 2 * tail_limit`` bytes.
@@ -38,15 +48,20 @@ class BodyCapture:
         costs the cap, not the read.
         """
         n = len(data)
-        marks = self._marks
-        if marks is not None and len(marks) < _MAX_MARKS:
-            marks.append((self.total, time.time_ns()))
+        # Reads of a line ending alone (between SSE events) carry no news; no clock read.
+        if self._marks_left and n > 2:
+            self._marks_left -= 1
+            self._marks.append((self.total, time.time_ns()))  # type: ignore[union-attr]
         self.total += n
         head = self.head
-        room = self.limit - len(head)
-        if n <= room:
+        if len(head) + n <= self.limit:
             head += data
             return
+        self._overflow(data)
+
+    def _overflow(self, data: bytes | bytearray | memoryview) -> None:
+        head = self.head
+        room = self.limit - len(head)
         view = memoryview(data)
         if room > 0:
             head += view[:room]
@@ -70,8 +85,8 @@ class BodyCapture:
 
     @property
     def marks_complete(self) -> bool:
-        """Whether every read was marked (the last mark's read runs to the end of the body)."""
-        return self._marks is not None and len(self._marks) < _MAX_MARKS
+        """Whether marking never stopped (the last mark's read runs to the end of the body)."""
+        return self._marks is not None and self._marks_left > 0
 
     @property
     def first_read_ns(self) -> int | None:
@@ -84,6 +99,6 @@ class BodyCapture:
         if not marks:
             return None
         i = bisect_right(marks, (offset, 1 << 63)) - 1
-        if i < 0 or (i == len(marks) - 1 and len(marks) == _MAX_MARKS):
+        if i < 0 or (i == len(marks) - 1 and not self._marks_left):
             return None
         return marks[i][1]

@@ -276,12 +276,15 @@ class LLMCall:
             _mark(attributes, A.BODY_TRUNCATED, "response")
         # Some servers label their event streams text/plain or application/json.
         if self.is_sse or head.lstrip()[:6].startswith(_SSE_STARTS):
-            events = parse_sse(head)
-            if tail:
-                # The tail window recovers the closing events (usage, finish reason).
-                offset = body.total - len(tail)
-                events += parse_sse(tail, base_offset=offset, partial_head=True)
-            response = self.adapter.parse_stream(events)
+            fast = getattr(self.adapter, "parse_stream_body", None)
+            response = fast(head) if fast is not None and not body.truncated else None
+            if response is None:
+                events = parse_sse(head)
+                if tail:
+                    # The tail window recovers the closing events (usage, finish reason).
+                    offset = body.total - len(tail)
+                    events += parse_sse(tail, base_offset=offset, partial_head=True)
+                response = self.adapter.parse_stream(events)
             self._first_chunk(attributes, response, decoded, marks)
             last = tail or (b"" if body.truncated else head)  # unknown if cut and compressed
             if reason == EndReason.BODY_COMPLETE and _cut_mid_event(last):

@@ -175,15 +175,27 @@ class _TracedIterator:
         return self
 
     async def __anext__(self) -> bytes:
+        stream = self._stream
         try:
             data = await self._read()
         except EofStream:
-            self._stream._seen(b"")
+            stream._seen(b"")
             raise StopAsyncIteration from None
         except BaseException as exc:
-            self._stream._failed(exc)
+            stream._failed(exc)
             raise
-        self._stream._seen(data)
-        if data == b"":
+        # _seen, inlined for the common chunk: this runs once per line of every stream.
+        if stream._entry is not None:
+            capture = stream._capture
+            if data and capture is not None:
+                try:
+                    capture.feed(data)
+                except Exception as exc:
+                    stream._capture = None
+                    stream._entry.internal_error("capture", exc)
+            if stream._inner.at_eof():
+                entry, stream._entry = stream._entry, None
+                entry.body_complete()
+        if not data:
             raise StopAsyncIteration
         return data

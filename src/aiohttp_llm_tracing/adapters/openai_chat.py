@@ -7,6 +7,7 @@ from typing import Any
 
 from .._sse import SSEEvent
 from . import _common as c
+from ._chat_stream import parse_chat_stream_fast
 from .base import ParsedRequest, ParsedResponse
 
 _PARAMETERS = (
@@ -76,38 +77,77 @@ class OpenAIChat:
         )
 
     def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
-        result = ParsedResponse()
-        choices: dict[int, dict[str, Any]] = {}
+        acc = StreamAccumulator()
         for event in events:
-            if event.data == "[DONE]":
+            if acc.add_event(event):
+                break
+        return acc.result()
+
+    def parse_stream_body(self, body: bytes) -> ParsedResponse | None:
+        """The same as ``parse_stream(parse_sse(body))``, without decoding every chunk.
+
+        ``None`` when the body is not in the shape the fast path knows; the caller then takes
+        the general path.
+        """
+        return parse_chat_stream_fast(body)
+
+
+class StreamAccumulator:
+    """Folds chat-completion chunks into the final message(s), in order."""
+
+    __slots__ = ("choices", "error", "result_")
+
+    def __init__(self) -> None:
+        self.result_ = ParsedResponse()
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.error: ParsedResponse | None = None
+
+    def add_texts(self, texts: list[str], offset: int | None) -> None:
+        """Plain text deltas of choice 0 (from the fast path)."""
+        acc = self.choices.setdefault(0, {"text": []})
+        acc["text"].extend(texts)
+        if offset is not None and self.result_.first_chunk_offset is None:
+            self.result_.first_chunk_offset = offset
+
+    def add_event(self, event: SSEEvent) -> bool:
+        """Fold one event; ``True`` once an error event ended the stream."""
+        result = self.result_
+        if event.data == "[DONE]":
+            return False
+        chunk = c.json_loads(event.data)
+        if not isinstance(chunk, dict):
+            return False
+        if chunk.get("error"):
+            # An error event mid-stream (the status was already 200): the call failed.
+            error = c.error_response(chunk)
+            if error is not None:
+                error.id, error.model = result.id, result.model
+                error.first_chunk_offset = result.first_chunk_offset
+                self.error = error
+                return True
+        result.id = result.id or c.opt_str(chunk.get("id"))
+        result.model = result.model or c.opt_str(chunk.get("model"))
+        if chunk.get("usage"):
+            result.usage = c.openai_usage(chunk["usage"])
+        for choice in c.as_list(chunk.get("choices")):
+            if not isinstance(choice, dict):
                 continue
-            chunk = c.json_loads(event.data)
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("error"):
-                # An error event mid-stream (the status was already 200): the call failed.
-                error = c.error_response(chunk)
-                if error is not None:
-                    error.id, error.model = result.id, result.model
-                    error.first_chunk_offset = result.first_chunk_offset
-                    return error
-            result.id = result.id or c.opt_str(chunk.get("id"))
-            result.model = result.model or c.opt_str(chunk.get("model"))
-            if chunk.get("usage"):
-                result.usage = c.openai_usage(chunk["usage"])
-            for choice in c.as_list(chunk.get("choices")):
-                if not isinstance(choice, dict):
-                    continue
-                index = choice.get("index", 0)
-                acc = choices.setdefault(index if isinstance(index, int) else 0, {"text": []})
-                delta = c.as_dict(choice.get("delta"))
-                if _merge_delta(acc, delta) and result.first_chunk_offset is None:
-                    result.first_chunk_offset = event.offset
-                if choice.get("finish_reason"):
-                    acc["finish_reason"] = choice["finish_reason"]
+            index = choice.get("index", 0)
+            acc = self.choices.setdefault(index if isinstance(index, int) else 0, {"text": []})
+            delta = c.as_dict(choice.get("delta"))
+            if _merge_delta(acc, delta) and result.first_chunk_offset is None:
+                result.first_chunk_offset = event.offset
+            if choice.get("finish_reason"):
+                acc["finish_reason"] = choice["finish_reason"]
+        return False
+
+    def result(self) -> ParsedResponse:
+        if self.error is not None:
+            return self.error
+        result = self.result_
         outputs = []
         messages = []
-        for _, acc in sorted(choices.items()):
+        for _, acc in sorted(self.choices.items()):
             message = _accumulated_message(acc)
             outputs.append(message)
             messages.append(
