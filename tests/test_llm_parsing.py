@@ -8,8 +8,8 @@ import tracemalloc
 import pytest
 
 from aiohttp_llm_tracing._capture import BodyCapture
-from aiohttp_llm_tracing._llm import _top_level_fields
 from aiohttp_llm_tracing._sse import parse_sse
+from aiohttp_llm_tracing._truncated import top_level_fields
 
 MiB = 1 << 20
 
@@ -131,7 +131,7 @@ def test_fields_from_a_cut_chat_response():
         }
     ).encode()
     head, tail = body[:1000], body[-200:]
-    assert _top_level_fields(head, tail) == {
+    assert top_level_fields(head, tail) == {
         "id": "chatcmpl-1",
         "model": "gpt-4o",
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
@@ -147,7 +147,7 @@ def test_fields_from_a_cut_embeddings_response_come_from_the_tail():
             "usage": {"prompt_tokens": 9, "total_tokens": 9},
         }
     ).encode()
-    fields = _top_level_fields(body[:500], body[-300:])
+    fields = top_level_fields(body[:500], body[-300:])
     assert fields == {
         "model": "text-embedding-3-small",
         "usage": {"prompt_tokens": 9, "total_tokens": 9},
@@ -159,12 +159,12 @@ def test_fields_from_a_cut_request_ignore_nested_objects():
     body = json.dumps(
         {"messages": [{"content": "y" * 5000}], "tools": tools, "model": "m-1", "stream": True}
     ).encode()
-    assert _top_level_fields(body[:100], body[-400:]) == {"model": "m-1", "stream": True}
+    assert top_level_fields(body[:100], body[-400:]) == {"model": "m-1", "stream": True}
 
 
 @pytest.mark.parametrize("tail", [b"", b'"usage": {"prompt_tokens": 1', b"\xff\xfe"])
 def test_fields_tolerate_garbage(tail):
-    assert _top_level_fields(b'{"id": "a"', tail) == {"id": "a"}
+    assert top_level_fields(b'{"id": "a"', tail) == {"id": "a"}
 
 
 # -- adapters never raise on odd JSON -----------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ._context import TraceAttributes
 from ._decode import Decoded, decode
 from ._reasons import EndReason
 from ._sse import parse_sse
+from ._truncated import top_level_fields
 from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest, ParsedResponse
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class LLMCall:
             # Too big to parse (images inlined as base64, long documents): keep what can be
             # found at either end, which names the model even when it comes last.
             _mark(attributes, A.BODY_TRUNCATED, "request")
-            fields = _top_level_fields(bytes(body.head), bytes(body.tail))
+            fields = top_level_fields(bytes(body.head), bytes(body.tail))
             request = self.adapter.parse_request(fields, self.path)
             request.input = request.messages = request.system_instructions = None
             request.tools = None
@@ -275,7 +275,7 @@ class LLMCall:
         if body.truncated:
             _mark(attributes, A.BODY_TRUNCATED, "response")
         # Some servers label their event streams text/plain or application/json.
-        if self.is_sse or head.lstrip()[:6].startswith(_SSE_STARTS):
+        if self.is_sse or head[:64].lstrip().startswith(_SSE_STARTS):
             fast = getattr(self.adapter, "parse_stream_body", None)
             response = fast(head) if fast is not None and not body.truncated else None
             if response is None:
@@ -295,7 +295,7 @@ class LLMCall:
             return response
         if body.truncated:
             # Cut JSON does not parse; id, model and usage are at its ends.
-            response = self.adapter.parse_response(_top_level_fields(head, tail))
+            response = self.adapter.parse_response(top_level_fields(head, tail))
             response.output = response.messages = None
             response.attributes = {}
             return response
@@ -445,40 +445,6 @@ def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
 
 _INVALID = object()
 _SSE_STARTS = (b"data:", b"event:", b"id:", b":")
-# A top-level scalar field of a JSON object, found without parsing (the object was cut). A quote
-# inside a string is escaped, so only real keys match; nested keys with object values do not.
-_SCALAR_FIELD = re.compile(
-    rb'(?<!\\)"(model|id|stream|temperature|max_tokens|max_completion_tokens|max_output_tokens'
-    rb'|top_p|seed|encoding_format|dimensions)"\s*:\s*'
-    rb'("(?:[^"\\]|\\.){0,512}"|true|false|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
-)
-_USAGE_FIELD = re.compile(rb'(?<!\\)"usage"\s*:\s*\{')
-
-
-def _top_level_fields(head: bytes, tail: bytes) -> dict[str, Any]:
-    """Scalars and ``usage`` from the two ends of a JSON object too big to parse whole.
-
-    The first occurrence in the head wins (a request's ``model``, a response's ``id``), else the
-    last one in the tail (an embeddings response names its model and usage after the vectors).
-    """
-    fields: dict[str, Any] = {}
-    for match in _SCALAR_FIELD.finditer(head[:65_536]):
-        fields.setdefault(match.group(1).decode(), _json(match.group(2)))
-    for match in reversed(list(_SCALAR_FIELD.finditer(tail))):
-        fields.setdefault(match.group(1).decode(), _json(match.group(2)))
-    for source in (tail, head[-65_536:]):
-        usage = None
-        for match in _USAGE_FIELD.finditer(source):
-            usage = match
-        if usage is not None:
-            try:
-                text = source[usage.end() - 1 :].decode("utf-8", "replace")
-                value, _ = json.JSONDecoder().raw_decode(text)
-            except ValueError:
-                continue
-            fields["usage"] = value
-            break
-    return {k: v for k, v in fields.items() if v is not _INVALID}
 
 
 def _is_empty(response: ParsedResponse) -> bool:
