@@ -1,0 +1,131 @@
+"""The chat adapter's fast stream reading equals the general path on every shape it meets."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from aiohttp_llm_tracing._sse import parse_sse
+from aiohttp_llm_tracing.adapters import OpenAIChat
+
+ADAPTER = OpenAIChat()
+
+
+def _chunk(delta, finish=None, index=0, usage=None, choices=True, **extra):
+    body = {"id": "c-1", "object": "chat.completion.chunk", "created": 1, "model": "m-1", **extra}
+    body["choices"] = (
+        [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        if choices
+        else []
+    )
+    body["usage"] = usage
+    return body
+
+
+def _body(chunks, *, compact=True, newline="\n"):
+    sep = (",", ":") if compact else (", ", ": ")
+    events = [
+        "data: " + json.dumps(c, separators=sep, ensure_ascii=False) + newline * 2 for c in chunks
+    ]
+    return ("".join(events) + f"data: [DONE]{newline * 2}").encode()
+
+
+def _texts(words):
+    return [_chunk({"content": w}) for w in words]
+
+
+HEAD = [_chunk({"role": "assistant", "content": ""})]
+TAIL = [
+    _chunk({}, finish="stop"),
+    _chunk(
+        None, choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    ),
+]
+
+SHAPES = {
+    "plain": HEAD + _texts(["Hello", " world"]) + TAIL,
+    "escapes and unicode": HEAD + _texts(['He said "hi"\n', "café\\", "日本", "\t\u2028"]) + TAIL,
+    "empty deltas between": HEAD + _texts(["a"]) + [_chunk({})] + _texts(["b"]) + TAIL,
+    "tool calls": [
+        *HEAD,
+        _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "search", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"q": 1}'}}]}),
+        _chunk({}, finish="tool_calls"),
+    ],
+    "two choices": [_chunk({"content": "x"}, index=i) for i in (0, 1, 0, 1)] + TAIL,
+    "usage inside a text chunk": HEAD
+    + _texts(["a"])
+    + [_chunk({"content": "b"}, usage={"prompt_tokens": 1, "completion_tokens": 2})]
+    + _texts(["c"]),
+    "finish in the last text chunk": HEAD
+    + _texts(["a"])
+    + [_chunk({"content": "b"}, finish="stop")],
+    "error mid-stream": HEAD
+    + _texts(["a"])
+    + [{"error": {"message": "overloaded"}}]
+    + _texts(["b"]),
+    "no text chunks": HEAD + TAIL,
+    "extra fields": [*HEAD, _chunk({"content": "a"}, system_fingerprint="fp", service_tier="x")],
+}
+
+
+def _general(body: bytes):
+    return ADAPTER.parse_stream(parse_sse(body))
+
+
+def _same(a, b) -> None:
+    assert (a.id, a.model, a.output, a.messages, a.usage, a.finish_reasons, a.error_message) == (
+        b.id,
+        b.model,
+        b.output,
+        b.messages,
+        b.usage,
+        b.finish_reasons,
+        b.error_message,
+    )
+    assert a.first_chunk_offset == b.first_chunk_offset
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_fast_equals_general(shape, compact):
+    body = _body(SHAPES[shape], compact=compact)
+    fast = ADAPTER.parse_stream_body(body)
+    general = _general(body)
+    if fast is not None:
+        _same(fast, general)
+
+
+def test_fast_path_taken_for_plain_streams():
+    body = _body(SHAPES["plain"])
+    assert ADAPTER.parse_stream_body(body) is not None
+    assert ADAPTER.parse_stream_body(_body(SHAPES["plain"], newline="\r\n")) is None
+
+
+def test_random_text_round_trips():
+    rng = random.Random(7)
+    alphabet = 'ab "\\\n\t/é日\u2028{}:,[]data: '
+    fast_taken = 0
+    for _ in range(200):
+        words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(8)]
+        body = _body(HEAD + _texts(words) + TAIL, compact=rng.random() < 0.5)
+        fast = ADAPTER.parse_stream_body(body)
+        general = _general(body)
+        assert general.output["content"] == ("".join(words) or None)
+        if fast is not None:
+            fast_taken += 1
+            _same(fast, general)
+    assert fast_taken > 150  # the fast path really ran, escapes and all
