@@ -40,6 +40,12 @@ _PROTOCOLS = {aiohttp.HttpVersion10: "1.0", aiohttp.HttpVersion11: "1.1"}
 _UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+def _protocol(version: aiohttp.HttpVersion | None) -> str | None:
+    if version is None:
+        return None
+    return _PROTOCOLS.get(version) or f"{version.major}.{version.minor}"
+
+
 def _uuid4() -> str:
     """A random RFC 4122 version-4 UUID string, like ``str(uuid.uuid4())`` at half the cost."""
     h = os.urandom(16).hex()
@@ -242,13 +248,9 @@ class _Hooks:
             return
         try:
             response = params.response
-            status = response.status
-            entry.status_code = status
-            span = entry.span
-            span.set_attribute(A.HTTP_RESPONSE_STATUS_CODE, status)
-            version = response.version
-            if version is not None:
-                span.set_attribute(A.NETWORK_PROTOCOL_VERSION, f"{version.major}.{version.minor}")
+            # Recorded at the end, with the other end attributes, in one call.
+            entry.status_code = response.status
+            entry.protocol = _protocol(response.version)
             content = response.content
             if entry.llm is None:
                 if content.is_eof():
