@@ -94,7 +94,7 @@ async def one(s: aiohttp.ClientSession, base: str, refused: str, kind: str) -> N
                 await asyncio.wait_for(r.content.readline(), 0.02)
         elif kind == "dropped_unread":
             # Never read, never released: only the sweeper can end this span.
-            r = await s.get(f"{base}/stream?lines=50")
+            r = await s.get(f"{base}/stream?lines=2000")
             del r
         elif kind == "llm_json":
             body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -125,27 +125,31 @@ async def run(args: argparse.Namespace, base: str) -> int:
     warmup = max(total // 10, min(total, 2000))
     samples: dict[str, float] = {"start": rss_mb()}
     snapshot = None
-    done = 0
+    started_n = done = 0
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(trace_configs=[config], connector=connector) as s:
 
         async def worker() -> None:
-            nonlocal done, snapshot
-            while done < total:
-                i = done
-                done += 1
+            nonlocal started_n, done, snapshot
+            while started_n < total:
+                i = started_n
+                started_n += 1
                 await one(s, base, refused, PATHS[i % len(PATHS)])
+                done += 1
                 if done == warmup:
                     gc.collect()
                     samples["after warm-up"] = rss_mb()
                     if args.tracemalloc:
-                        tracemalloc.start()
                         snapshot = tracemalloc.take_snapshot()
                 elif done == warmup + (total - warmup) // 2:
                     samples["middle"] = rss_mb()
                 if args.progress and done % args.progress == 0:
                     print(f"  {done:>9,} requests  rss {rss_mb():7.1f} MB", flush=True)
 
+        if args.tracemalloc:
+            # From the start, so tracemalloc's own bookkeeping settles during the warm-up and
+            # is not counted as growth.
+            tracemalloc.start()
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.monotonic() - started
@@ -158,7 +162,8 @@ async def run(args: argparse.Namespace, base: str) -> int:
     stats = registry.stats()
     top = []
     if snapshot is not None:
-        top = tracemalloc.take_snapshot().compare_to(snapshot, "lineno")[:5]
+        diffs = tracemalloc.take_snapshot().compare_to(snapshot, "lineno")
+        top = [stat for stat in diffs if stat.size_diff > 0][:5]
         tracemalloc.stop()
     provider.shutdown()
     registry.close()
