@@ -77,7 +77,7 @@ def test_arrival_marks_are_capped():
     for _ in range(600):
         capture.feed(b"xyz")
         capture.feed(b"\n")  # a bare line ending: no clock read
-    assert len(capture.marks) == 64 and not capture.marks_complete
+    assert len(capture.marks) == 32 and not capture.marks_complete
     assert capture.arrival_ns(10) is not None
     assert capture.arrival_ns(1790) is None  # past the marks: unknown, not a wrong time
 

@@ -14,7 +14,7 @@ __all__ = ["BodyCapture"]
 
 # Arrival times are kept for the first reads only: the first content chunk comes early, and a
 # long stream must not grow this list (nor pay a clock read per chunk).
-_MAX_MARKS = 64
+_MAX_MARKS = 32
 
 
 class BodyCapture:

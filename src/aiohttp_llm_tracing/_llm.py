@@ -19,6 +19,7 @@ both sides apply):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -404,8 +405,18 @@ class LLMCall:
                 return
             if value is None:
                 return
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        attributes[key] = _cut(text, self.options.max_attribute_length)
+        attributes[key] = _cut(
+            value if isinstance(value, str) else _dumps(value), self.options.max_attribute_length
+        )
+
+
+def _dumps(value: Any) -> str:
+    # Values come from json.loads, so the plain (cached) encoder almost always does; a mask may
+    # return anything, which then goes through str().
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return json.dumps(value, default=str)
 
 
 def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
@@ -490,6 +501,7 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
 
 
+@functools.lru_cache(maxsize=256)
 def _provider(host: str, adapter: Adapter) -> str:
     host = host.lower()
     for suffix, name in _PROVIDER_BY_HOST:

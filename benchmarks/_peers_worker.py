@@ -1,0 +1,374 @@
+"""One warm client process per mode for ``llm_peers.py``, driven over stdin/stdout JSON lines.
+
+    python benchmarks/_peers_worker.py --mode MODE --url http://127.0.0.1:PORT
+
+Runs in the peers venv with the mode's environment (see ``mode_env``). Commands, one JSON object
+per line on stdin, each answered by one JSON line on stdout (``{"ok": false, "error": ...}`` on
+failure; anything the libraries print goes to stderr):
+
+* ``{"cmd": "init", "warmup_json": N, "warmup_stream": N}``: instrument, build the client, check
+  that the SDK really goes through aiohttp and that the mode really traces (spans per call and
+  recorded content), then warm up.
+* ``{"cmd": "burst", "kind": "json"|"stream", "n": N, "concurrency": C}``: N calls at concurrency
+  C, after a ``gc.collect()`` outside the window; the timed window ends after ``force_flush()``
+  (and Langfuse's ``flush()``), so every mode pays for exporting its own spans. Fails if the
+  exported spans are not exactly one per call.
+* ``{"cmd": "quit"}``.
+
+Every mode has a global TracerProvider with a BatchSpanProcessor into a counting no-op exporter.
+Every mode builds the SDK client the same way, ``DefaultAioHttpClient(transport=AiohttpTransport(
+client=lambda: aiohttp.ClientSession(trace_configs=...)))``, so the HTTP stack (connector, limits,
+keep-alive) is identical and only "ours" has a trace config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+MODES = (
+    "bare",
+    "ours",
+    "openai_v2",
+    "openllmetry",
+    "openinference",
+    "langfuse",
+    "openai_v2_nocontent",
+)
+DEFAULT_MODES = MODES[:6]
+LABELS = {
+    "bare": "bare (no instrumentation)",
+    "ours": "ours (aiohttp-llm-tracing)",
+    "openai_v2": "opentelemetry-instrumentation-openai-v2",
+    "openllmetry": "OpenLLMetry",
+    "openinference": "OpenInference",
+    "langfuse": "langfuse.openai (+ OTLP export to stub)",
+    "openai_v2_nocontent": "openai-v2, content off",
+}
+MODEL = "gpt-4o-mini"
+PROMPT = "What is the capital of France? Answer in one word."
+MESSAGES = [
+    {"role": "system", "content": "You are a terse geography assistant."},
+    {"role": "user", "content": PROMPT},
+]
+STREAM_CHUNKS = 51  # 50 content chunks + the usage chunk
+_CLEAR_PREFIXES = ("OTEL_", "LANGFUSE_", "TRACELOOP_", "OPENINFERENCE_")
+
+
+def mode_env(mode: str, base_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker environment for ``mode``: inherited settings of any tracer are cleared first."""
+    env = {k: v for k, v in (base or os.environ).items() if not k.startswith(_CLEAR_PREFIXES)}
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env["PYTHONUNBUFFERED"] = "1"
+    if mode == "openai_v2":
+        # util-genai 1.1b0 always runs openai-v2 in "experimental" mode, where ``true`` is
+        # rejected (becomes NO_CONTENT): SPAN_ONLY is what puts the messages on the span.
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
+    elif mode == "openai_v2_nocontent":
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "NO_CONTENT"
+    elif mode == "openllmetry":
+        env["TRACELOOP_TRACE_CONTENT"] = "true"
+    elif mode == "langfuse":
+        env.update(
+            LANGFUSE_HOST=base_url,
+            LANGFUSE_BASE_URL=base_url,
+            LANGFUSE_PUBLIC_KEY="pk-lf-dummy",
+            LANGFUSE_SECRET_KEY="sk-lf-dummy",
+        )
+    return env
+
+
+def _stub_spans(url: str) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{url}/_stub/stats", timeout=10) as resp:
+        return int(json.loads(resp.read())["spans"])
+
+
+class Worker:
+    def __init__(self, mode: str, url: str) -> None:
+        self.mode = mode
+        self.url = url
+        self.expect_spans = mode != "bare"
+        self.langfuse = None
+        self.client = None
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _instrument(self) -> list:
+        import aiohttp
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        sys.path.insert(0, str(HERE))
+        from _common import CountingExporter
+
+        class ProbeExporter(CountingExporter):
+            """CountingExporter that also keeps spans while ``keep`` is set (checks only)."""
+
+            keep = False
+            kept: list
+
+            def export(self, spans):  # type: ignore[no-untyped-def]
+                if self.keep:
+                    self.kept.extend(spans)
+                return super().export(spans)
+
+        self.exporter = ProbeExporter()
+        self.exporter.kept = []
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        trace.set_tracer_provider(self.provider)
+        mode, tp = self.mode, self.provider
+        self.trace_configs: list = []
+        if mode == "ours":
+            from aiohttp_llm_tracing import create_trace_config
+
+            self.trace_configs = [create_trace_config(tracer_provider=tp)]
+        elif mode in ("openai_v2", "openai_v2_nocontent"):
+            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(tracer_provider=tp)
+        elif mode == "openllmetry":
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(tracer_provider=tp)
+        elif mode == "openinference":
+            from openinference.instrumentation.openai import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(tracer_provider=tp)
+        elif mode == "langfuse":
+            from langfuse import get_client
+
+            # Langfuse adds its LangfuseSpanProcessor (OTLP/HTTP to the stub) to the global
+            # provider set above.
+            self.langfuse = get_client()
+        elif mode != "bare":
+            raise ValueError(f"unknown mode {mode!r}")
+        if mode == "langfuse":
+            from langfuse.openai import AsyncOpenAI
+        else:
+            from openai import AsyncOpenAI
+        from openai import DefaultAioHttpClient
+
+        try:
+            from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+        except ImportError:  # openai 1.x/2.x
+            from httpx_aiohttp import AiohttpTransport
+
+        cfgs = self.trace_configs
+        self.transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(trace_configs=cfgs))
+        self.client = AsyncOpenAI(
+            base_url=f"{self.url}/v1",
+            api_key="x",
+            max_retries=0,
+            http_client=DefaultAioHttpClient(transport=self.transport),
+        )
+        return cfgs
+
+    async def _json(self) -> str:
+        r = await self.client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        return r.choices[0].message.content
+
+    async def _stream(self) -> int:
+        stream = await self.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        n = 0
+        async for _chunk in stream:
+            n += 1
+        return n
+
+    async def _run(self, kind: str, n: int, concurrency: int) -> int:
+        call = self._json if kind == "json" else self._stream
+        remaining = n
+        got = 0
+
+        async def loop() -> None:
+            nonlocal remaining, got
+            while remaining > 0:
+                remaining -= 1
+                out = await call()
+                got += out if kind == "stream" else 1
+            return None
+
+        await asyncio.gather(*(loop() for _ in range(min(concurrency, n))))
+        return got
+
+    def _flush(self) -> None:
+        if self.langfuse is not None:
+            self.langfuse.flush()
+        self.provider.force_flush()
+
+    async def _check(self) -> dict:
+        """One JSON call and one stream, with spans kept: fail loudly unless the mode traces."""
+        import aiohttp
+
+        self.exporter.keep, self.exporter.kept = True, []
+        stub0 = _stub_spans(self.url) if self.langfuse is not None else 0
+        text = await self._json()
+        chunks = await self._stream()
+        self._flush()
+        self.exporter.keep = False
+        spans = list(self.exporter.kept)
+        problems = []
+        if not text or "Paris" not in text:
+            problems.append(f"unexpected JSON answer {text!r}")
+        if chunks != STREAM_CHUNKS:
+            problems.append(f"stream gave {chunks} chunks, expected {STREAM_CHUNKS}")
+        session = self.transport.client
+        if not isinstance(session, aiohttp.ClientSession):
+            problems.append(f"SDK transport client is {type(session).__name__}, not aiohttp")
+        else:
+            attached = list(session.trace_configs)
+            if attached != self.trace_configs:
+                problems.append(f"session has {len(attached)} trace configs, expected ours only")
+        if getattr(self.client._client, "_transport", None) is not self.transport:
+            problems.append("the SDK's httpx client does not use the aiohttp transport")
+        want = 2 if self.expect_spans else 0
+        if len(spans) != want:
+            problems.append(f"{len(spans)} spans for 2 calls, expected {want}")
+        content = [any(PROMPT in str(v) for v in (s.attributes or {}).values()) for s in spans]
+        if self.mode == "openai_v2_nocontent":
+            if any(content):
+                problems.append("content recorded although capture is off")
+        elif self.expect_spans and not all(content):
+            problems.append(f"prompt not recorded on every span (per span: {content})")
+        stub = None
+        if self.langfuse is not None:
+            stub = _stub_spans(self.url) - stub0
+            if stub != 2:
+                problems.append(f"Langfuse exported {stub} spans to the stub, expected 2")
+        if problems:
+            detail = [
+                {
+                    "name": s.name,
+                    "scope": s.instrumentation_scope.name,
+                    "attrs": sorted(s.attributes),
+                }
+                for s in spans
+            ]
+            raise RuntimeError(f"{self.mode}: " + "; ".join(problems) + f"; spans={detail}")
+        return {
+            "spans": [
+                {
+                    "name": s.name,
+                    "scope": s.instrumentation_scope.name,
+                    "attributes": len(s.attributes or {}),
+                    "events": len(s.events),
+                }
+                for s in spans
+            ],
+            "session": f"{type(session).__module__}.{type(session).__qualname__}",
+            "transport": f"{type(self.transport).__module__}.{type(self.transport).__qualname__}",
+            "trace_configs": len(self.trace_configs),
+            "stub_spans": stub,
+        }
+
+    async def init(self, msg: dict) -> dict:
+        t0 = time.perf_counter()
+        self._instrument()
+        check = await self._check()
+        await self._run("json", int(msg.get("warmup_json", 300)), 20)
+        await self._run("stream", int(msg.get("warmup_stream", 100)), 20)
+        self._flush()
+        from importlib import metadata
+
+        versions = {}
+        for dist in ("openai", "aiohttp", "opentelemetry-sdk", "aiohttp-llm-tracing", *_DISTS):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                versions[dist] = metadata.version(dist)
+        return {"check": check, "versions": versions, "init_s": time.perf_counter() - t0}
+
+    async def burst(self, msg: dict) -> dict:
+        import psutil
+
+        kind, n, conc = msg["kind"], int(msg["n"]), int(msg.get("concurrency", 20))
+        spans0 = self.exporter.count
+        stub0 = _stub_spans(self.url) if self.langfuse is not None else 0
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        got = await self._run(kind, n, conc)
+        self._flush()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        spans = self.exporter.count - spans0
+        want_units = n * (STREAM_CHUNKS if kind == "stream" else 1)
+        if got != want_units:
+            raise RuntimeError(
+                f"{self.mode}: {kind} burst got {got} results, expected {want_units}"
+            )
+        want = n if self.expect_spans else 0
+        if spans != want:
+            raise RuntimeError(f"{self.mode}: {kind} burst exported {spans} spans, expected {want}")
+        out = {"wall_s": wall, "cpu_s": cpu, "spans": spans, "rss_mb": _rss_mb(psutil)}
+        if self.langfuse is not None:
+            out["stub_spans"] = _stub_spans(self.url) - stub0
+            if out["stub_spans"] != n:
+                raise RuntimeError(f"langfuse: stub got {out['stub_spans']} spans, expected {n}")
+        return out
+
+    async def close(self) -> dict:
+        if self.client is not None:
+            await self.client.close()
+        if self.langfuse is not None:
+            self.langfuse.shutdown()
+        self.provider.shutdown()
+        return {}
+
+
+_DISTS = (
+    "opentelemetry-instrumentation-openai-v2",
+    "opentelemetry-util-genai",
+    "opentelemetry-instrumentation-openai",
+    "openinference-instrumentation-openai",
+    "langfuse",
+)
+
+
+def _rss_mb(psutil) -> float:  # type: ignore[no-untyped-def]
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument("--url", required=True)
+    args = parser.parse_args(argv)
+    # The protocol owns the real stdout; anything a library prints goes to stderr instead.
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    worker = Worker(args.mode, args.url)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    handlers = {"init": worker.init, "burst": worker.burst, "quit": lambda msg: worker.close()}
+    try:
+        for line in sys.stdin:  # EOF (the driver went away) ends the worker too
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            try:
+                reply = {"ok": True, **loop.run_until_complete(handlers[msg["cmd"]](msg))}
+            except Exception:
+                reply = {"ok": False, "error": traceback.format_exc()}
+            proto.write(json.dumps(reply) + "\n")
+            if msg["cmd"] == "quit" or not reply["ok"]:
+                break
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
