@@ -94,10 +94,15 @@ class _EndingTTLCache(TTLCache):
         # len(TTLCache) runs expire(); the sweeper wants the count without side effects.
         return Cache.__len__(self)
 
-    def oldest(self) -> Any | None:
-        # Keys are unique request IDs that are never re-set, so insertion order is age order.
+    def oldest_registered(self) -> float | None:
+        """When the oldest entry was registered, by the cache's clock."""
+        # Keys are unique request IDs that are never re-set, so insertion order is age order,
+        # and an entry's registration time is its expiry minus the TTL (read from cachetools'
+        # per-key links, which its own expire() walks).
+        links = getattr(self, "_TTLCache__links", None)
         for key in Cache.__iter__(self):
-            return Cache.__getitem__(self, key)
+            link = None if links is None else links.get(key)
+            return None if link is None else link.expires - self.ttl
         return None
 
 
@@ -157,7 +162,7 @@ class SpanRegistry:
         """Hold ``entry`` under ``key`` until :meth:`end`, expiry, eviction or :meth:`close`."""
         with self._lock:
             cache = self._cache
-            cache[key] = (self._timer(), entry)
+            cache[key] = entry
             self._started += 1
             dropped = self._take_dropped() if cache.dropped else None
             need_sweeper = self._sweeper is None and self.sweep_interval is not None
@@ -177,18 +182,20 @@ class SpanRegistry:
     def end(self, key: str, reason: str, error: BaseException | None = None) -> bool:
         """End the entry under ``key`` for ``reason``; ``False`` if it had already ended."""
         with self._lock:
-            slot = self._cache.pop(key, None)
-            if slot is None:
+            entry = self._cache.pop(key, None)
+            if entry is None:
                 return False
             self._ended[reason] = self._ended.get(reason, 0) + 1
-        self._end_one(slot[1], reason, error)
+        try:
+            entry.end(reason, error)
+        except Exception as exc:
+            self.record_internal_error("end", exc)
         return True
 
     def get(self, key: str) -> InFlightEntry | None:
         """The entry under ``key`` if it is still in flight, else ``None``."""
         with self._lock:
-            slot = self._cache.get(key)
-        return None if slot is None else slot[1]
+            return self._cache.get(key)
 
     def sweep(self) -> int:
         """End and remove every entry past its TTL; return how many were ended."""
@@ -206,7 +213,7 @@ class SpanRegistry:
         with self._lock:
             dropped = self._take_dropped()
             for key in list(Cache.__iter__(self._cache)):
-                dropped.append((Cache.__getitem__(self._cache, key)[1], EndReason.SHUTDOWN))
+                dropped.append((Cache.__getitem__(self._cache, key), EndReason.SHUTDOWN))
                 self._ended[EndReason.SHUTDOWN] = self._ended.get(EndReason.SHUTDOWN, 0) + 1
             self._cache.clear()
             sweeper, self._sweeper = self._sweeper, None
@@ -219,12 +226,12 @@ class SpanRegistry:
     def stats(self) -> RegistryStats:
         """Counters: started, ended by reason, in flight, oldest in-flight age, internal errors."""
         with self._lock:
-            oldest = self._cache.oldest()
+            oldest = self._cache.oldest_registered()
             return RegistryStats(
                 started=self._started,
                 ended=dict(self._ended),
                 in_flight=self._cache.raw_len(),
-                oldest_age=None if oldest is None else self._timer() - oldest[0],
+                oldest_age=None if oldest is None else self._timer() - oldest,
                 internal_errors=self._internal_errors,
             )
 
@@ -246,16 +253,16 @@ class SpanRegistry:
     # -- internals -----------------------------------------------------------------------------
 
     def _take_dropped(self) -> list[tuple[Any, str]]:
-        # Called under the lock: count what expiry/eviction removed and unwrap the slots.
+        # Called under the lock: count what expiry/eviction removed.
         dropped = self._cache.dropped
         if not dropped:
             return []
         self._cache.dropped = []
         ended = self._ended
         out = []
-        for slot, reason in dropped:
+        for entry, reason in dropped:
             ended[reason] = ended.get(reason, 0) + 1
-            out.append((slot[1], reason))
+            out.append((entry, reason))
         return out
 
     def _end_all(self, dropped: list[tuple[Any, str]]) -> None:
