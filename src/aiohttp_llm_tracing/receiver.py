@@ -149,6 +149,14 @@ class _SpanStore:
         self._cond = threading.Condition()
         self._spans: list[ReceivedSpan] = []
         self._on_spans = on_spans
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port; only valid after :meth:`start`."""
+        if self._port is None:
+            raise RuntimeError("receiver is not started")
+        return self._port
 
     def _add_spans(self, spans: list[ReceivedSpan]) -> None:
         with self._cond:
@@ -207,17 +215,9 @@ class OTLPGrpcReceiver(_SpanStore):
     def __init__(self, *, port: int = 0, on_spans: SpansCallback | None = None) -> None:
         super().__init__(on_spans)
         self._requested_port = port
-        self._port: int | None = None
         self._server: grpc.Server | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._metadata: list[dict[str, Any]] = []
-
-    @property
-    def port(self) -> int:
-        """The bound port; only valid after :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("receiver is not started")
-        return self._port
 
     @property
     def endpoint(self) -> str:
@@ -312,19 +312,11 @@ class OTLPHttpReceiver(_SpanStore):
         super().__init__(on_spans)
         self._requested_port = port
         self._require_auth = require_auth
-        self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._requests: list[ReceivedRequest] = []
         self._other_paths: list[str] = []
-
-    @property
-    def port(self) -> int:
-        """The bound port; only valid after :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("receiver is not started")
-        return self._port
 
     @property
     def base_url(self) -> str:
