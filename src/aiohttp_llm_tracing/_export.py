@@ -78,7 +78,13 @@ def _bounded(work, timeout: float) -> bool:  # type: ignore[no-untyped-def]
         finally:
             done.set()
 
-    threading.Thread(target=run, name="aiohttp-llm-tracing-flush", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="aiohttp-llm-tracing-flush", daemon=True).start()
+    except RuntimeError:
+        # Python 3.12+ refuses new threads at interpreter exit: export inline, bounded then
+        # by the exporter's own timeout.
+        run()
+        return True
     finished = done.wait(timeout)
     if not finished:
         _logger.warning("aiohttp-llm-tracing: export did not finish within %.1f s", timeout)

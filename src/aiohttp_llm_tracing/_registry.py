@@ -174,8 +174,13 @@ class SpanRegistry:
                     daemon=True,
                 )
         if need_sweeper:
-            self._sweeper.start()  # type: ignore[union-attr]
-            _move_exit_hook_last()
+            try:
+                self._sweeper.start()  # type: ignore[union-attr]
+            except RuntimeError:
+                # No new threads at interpreter exit (3.12+): close() ends what is left.
+                self._sweeper = None
+            else:
+                _move_exit_hook_last()
         if dropped:
             self._end_all(dropped)
 
