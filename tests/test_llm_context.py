@@ -91,11 +91,13 @@ async def test_nested_blocks_override_unite_and_restore(llm_server, tracing):
 
 async def test_concurrent_tasks_keep_their_own_session(llm_server, tracing):
     # Both tasks are inside their blocks at the same time before either sends its request.
-    barrier = asyncio.Barrier(2)
+    inside = {"A": asyncio.Event(), "B": asyncio.Event()}
 
     async def user_turn(session, session_id: str) -> None:
         with trace_attributes(session_id=session_id, user_id=f"user-of-{session_id}"):
-            await barrier.wait()
+            inside[session_id].set()
+            for event in inside.values():  # a barrier that also runs on Python 3.10
+                await event.wait()
             await chat(session, llm_server.base_url, headers={"X-Session": session_id})
 
     async with tracing.session() as s:
