@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -40,6 +44,22 @@ def server_process(cpu: int | None = None) -> Iterator[str]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def serve(app: web.Application, port_file: str) -> None:
+    """Serve ``app`` on 127.0.0.1 (a free port, written to ``port_file``) until killed."""
+
+    async def run() -> None:
+        # Clients that walk away mid-body are part of the benchmarks; don't log each one.
+        logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+        Path(port_file).write_text(str(runner.addresses[0][1]))
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 class CountingExporter(SpanExporter):

@@ -17,11 +17,8 @@ Binds 127.0.0.1 on a free port, writes the port to PORT_FILE and serves until ki
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gzip
 import json
-import logging
 import sys
 import zlib
 
@@ -197,17 +194,7 @@ def make_app() -> web.Application:
     return app
 
 
-async def main(port_file: str) -> None:
-    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
-    runner = web.AppRunner(make_app(), access_log=None, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    with open(port_file, "w") as f:
-        f.write(str(runner.addresses[0][1]))
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(sys.argv[1]))
+    from _common import serve
+
+    serve(make_app(), sys.argv[1])

@@ -7,9 +7,7 @@ PORT_FILE, and serves until killed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import sys
 
 from aiohttp import web
@@ -128,19 +126,7 @@ def make_app() -> web.Application:
     return app
 
 
-async def main(port_file: str) -> None:
-    # Clients that walk away mid-body are the point of the leak harness; don't log each one.
-    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
-    runner = web.AppRunner(make_app(), access_log=None, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    port = runner.addresses[0][1]
-    with open(port_file, "w") as f:
-        f.write(str(port))
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(sys.argv[1]))
+    from _common import serve
+
+    serve(make_app(), sys.argv[1])
