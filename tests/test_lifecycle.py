@@ -281,3 +281,32 @@ async def test_sweeper_thread_ends_expired(provider, server, exporter):
     assert only_span(exporter).attributes["llm_tracing.end_reason"] == EndReason.EXPIRED
     assert len(registry) == 0
     registry.close()
+
+
+# -- edges from aiohttp's own behaviour ------------------------------------------------------
+
+
+async def test_another_configs_failing_end_callback_ends_ours_once(
+    provider, registry, server, exporter
+):
+    # aiohttp turns an exception in any on_request_end callback into on_request_exception for
+    # every trace config, including ours, whose on_request_end already ran. It closes the
+    # response first, so the body proxy ends the span ("released"); the exception signal that
+    # follows finds nothing left to end.
+    async def broken(session, ctx, params):
+        raise ValueError("someone else's bug")
+
+    other = aiohttp.TraceConfig()
+    other.on_request_end.append(broken)
+    ours = create_trace_config(tracer_provider=provider, registry=registry)
+    async with aiohttp.ClientSession(trace_configs=[ours, other]) as s:
+        with pytest.raises(ValueError):
+            await s.get(server.make_url("/stream"))
+    assert_done(exporter, registry, EndReason.RELEASED)
+
+
+async def test_head_request_has_no_body_and_ends_at_once(session, server, exporter, registry):
+    async with session.head(server.make_url("/json")) as resp:
+        assert resp.status in (200, 405)
+    assert only_span(exporter).attributes["llm_tracing.end_reason"] == EndReason.RESPONSE
+    assert len(registry) == 0
