@@ -35,7 +35,9 @@ def test_end_is_exactly_once():
     entry = Entry()
     registry.register("a", entry)
     assert len(registry) == 1
+    assert registry.get("a") is entry
     assert registry.end("a", EndReason.RESPONSE) is True
+    assert registry.get("a") is None
     assert registry.end("a", EndReason.RELEASED) is False
     assert entry.ends == [(EndReason.RESPONSE, None)]
     assert len(registry) == 0

@@ -88,11 +88,6 @@ class BodyCapture:
         """Whether marking never stopped (the last mark's read runs to the end of the body)."""
         return self._marks is not None and self._marks_left > 0
 
-    @property
-    def first_read_ns(self) -> int | None:
-        """Wall-clock time of the first non-empty read, if timed."""
-        return self._marks[0][1] if self._marks else None
-
     def arrival_ns(self, offset: int) -> int | None:
         """Wall-clock time at which the byte at ``offset`` arrived, if it was timed."""
         marks = self._marks

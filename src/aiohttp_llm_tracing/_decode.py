@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-__all__ = ["Decoded", "decode", "decode_body"]
+__all__ = ["Decoded", "decode"]
 
 try:  # brotli is optional, as it is for aiohttp itself
     import brotli as _brotli
@@ -33,11 +33,6 @@ class Decoded(NamedTuple):
     encoded: bool
     sizes: list[int]
     """Bytes decoded from ``data[:cut]`` for each requested cut (capped at the limit)."""
-
-
-def decode_body(data: bytes, content_encoding: str | None, limit: int) -> bytes:
-    """``data`` decoded per ``content_encoding``; the input unchanged if it is not encoded."""
-    return decode(data, content_encoding, limit).data
 
 
 def decode(
