@@ -204,3 +204,32 @@ async def test_two_loops_in_two_threads_share_a_registry(provider, exporter):
     stats = registry.stats()
     assert stats.started == 400 and stats.ended_total == 400 and len(registry) == 0
     registry.close()
+
+
+async def test_global_propagator_set_after_the_config_is_used(session, server, exporter):
+    from opentelemetry import propagate
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    class Custom(TextMapPropagator):
+        def inject(self, carrier, context=None, setter=None):
+            span = trace.get_current_span(context)
+            carrier["x-custom-trace"] = f"{span.get_span_context().span_id:016x}"
+
+        def extract(self, carrier, context=None, getter=None):
+            return context
+
+        @property
+        def fields(self):
+            return {"x-custom-trace"}
+
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(Custom())  # after the session and its trace config exist
+    try:
+        async with session.get(server.make_url("/echo-headers")) as resp:
+            received = await resp.json()
+    finally:
+        propagate.set_global_textmap(previous)
+    assert {k.lower(): v for k, v in received.items()}[
+        "x-custom-trace"
+    ] == f"{only_span(exporter).context.span_id:016x}"
+    assert "traceparent" not in received

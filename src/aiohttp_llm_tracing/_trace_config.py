@@ -148,7 +148,7 @@ def create_trace_config(
 class _Hooks:
     """The callbacks. Each one catches everything: tracing must never fail a request."""
 
-    __slots__ = ("_header", "_llm", "_propagator", "_registry", "_tracer")
+    __slots__ = ("_header", "_llm", "_propagate", "_registry", "_tracer")
 
     def __init__(
         self,
@@ -161,7 +161,7 @@ class _Hooks:
         self._tracer = tracer
         self._registry = registry
         self._header = request_id_header
-        self._propagator = propagate.get_global_textmap() if propagate_context else None
+        self._propagate = propagate_context
         self._llm = llm
 
     async def on_request_start(
@@ -207,8 +207,10 @@ class _Hooks:
                 sent = headers.setdefault(self._header, request_id)
                 if sent != request_id:
                     span.set_attribute(A.REQUEST_ID, sent)
-            if self._propagator is not None:
-                self._propagator.inject(headers, context=trace.set_span_in_context(span, current))
+            if self._propagate:
+                # Looked up per request: applications often set the global propagator after
+                # building their sessions.
+                propagate.inject(headers, context=trace.set_span_in_context(span, current))
         except Exception as exc:
             self._registry.record_internal_error("on_request_start", exc)
 
