@@ -1,12 +1,16 @@
 """Per-request overhead of the trace config against bare aiohttp and the OTel contrib one.
 
-    python benchmarks/overhead.py [--reps 3] [--requests 3000]
+    python benchmarks/overhead.py [--reps 5] [--requests 3000]
 
 A loopback aiohttp server runs in its own process. Every (mode, concurrency) run is a fresh
 client process; modes are interleaved and rotated across repetitions so the machine's speed
 drift hits them alike; medians, min and max are reported. Every traced mode exports through a
 BatchSpanProcessor into a no-op exporter, flushed inside the timed window. Results are printed
 and written to benchmarks/results/overhead.json.
+
+``floor_plain`` is a reference, not a tracer: a trace config that only starts an SDK span with two
+attributes and ends it with the status. Its ratio to contrib shows how much of any tracer's cost
+is the span itself.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ MODES = {
     "bare_plain": ("bare", "plain"),
     "ours_plain": ("ours", "plain"),
     "contrib_plain": ("contrib", "plain"),
+    "floor_plain": ("floor", "plain"),
     "bare_chat": ("bare", "chat"),
     "ours_chat": ("ours", "chat"),
     "bare_sse": ("bare", "sse"),
@@ -58,7 +63,37 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
         from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
         return [create_trace_config(tracer_provider=provider)]
+    if tracer == "floor":
+        return [_floor_trace_config(provider)]
     return []
+
+
+def _floor_trace_config(provider):  # type: ignore[no-untyped-def]
+    """The least a span per request can cost: start with two attributes, end with the status.
+
+    No request ID, no registry, no propagation, no error or body handling: a reference point,
+    not a usable tracer. Whatever any tracer adds costs on top of this.
+    """
+    import aiohttp
+    from opentelemetry.trace import SpanKind
+
+    tracer = provider.get_tracer("floor")
+    config = aiohttp.TraceConfig()
+
+    async def start(session, ctx, params):  # type: ignore[no-untyped-def]
+        ctx.span = tracer.start_span(
+            params.method,
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": params.method, "url.full": str(params.url)},
+        )
+
+    async def end(session, ctx, params):  # type: ignore[no-untyped-def]
+        ctx.span.set_attribute("http.response.status_code", params.response.status)
+        ctx.span.end()
+
+    config.on_request_start.append(start)
+    config.on_request_end.append(end)
+    return config
 
 
 async def _worker(mode: str, url: str, n: int, concurrency: int, warmup: int) -> dict:
@@ -139,7 +174,7 @@ def _run_worker(mode: str, url: str, n: int, concurrency: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--sse-requests", type=int, default=300)
     parser.add_argument("--modes", default=",".join(MODES))
@@ -206,6 +241,9 @@ def _report(samples: dict[tuple[str, int], list[dict]], modes: list[str]) -> dic
             for key in ("plain", "chat"):
                 if ours[key] is not None:
                     summary[f"c{conc}_{key}_ratio_to_contrib"] = ours[key] / contrib
+        floor = rows.get(f"floor_plain@c{conc}", {}).get("overhead_us")
+        if contrib and floor is not None:
+            summary[f"c{conc}_floor_ratio_to_contrib"] = floor / contrib
         if ours["sse"] is not None and ours["chat"] is not None:
             summary[f"c{conc}_sse_us_per_chunk"] = (ours["sse"] - ours["chat"]) / SSE_CHUNKS
         for row in rows.values():

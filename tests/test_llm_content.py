@@ -161,10 +161,10 @@ async def test_max_attribute_length_cuts_with_a_visible_marker(llm_server, traci
     config = tracing.config(max_attribute_length=200)
     await chat(tracing, llm_server.base_url, config, messages=messages)
     a = attrs(tracing.only())
-    full = json.dumps(messages)
+    full = json.dumps(messages, separators=(",", ":"))
     value = a["langfuse.observation.input"]
     assert value == f"{full[:200]}...[truncated {len(full) - 200} chars]"
-    assert a["gen_ai.input.messages"].startswith('[{"role": "user"')
+    assert a["gen_ai.input.messages"].startswith('[{"role":"user"')
     assert a["gen_ai.input.messages"].endswith(" chars]")
     # Short values are not touched.
     assert json.loads(a["langfuse.observation.output"])["role"] == "assistant"

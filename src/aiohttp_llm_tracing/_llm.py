@@ -20,7 +20,6 @@ both sides apply):
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from . import _attributes as A
 from ._capture import BodyCapture
 from ._context import TraceAttributes
 from ._decode import Decoded, decode
+from ._json import INVALID, dumps, loads
 from ._reasons import EndReason
 from ._sse import parse_sse
 from ._truncated import top_level_fields
@@ -254,8 +254,8 @@ class LLMCall:
             request.input = request.messages = request.system_instructions = None
             request.tools = None
             return request
-        data = _json(bytes(body.head))
-        if data is _INVALID:
+        data = loads(bytes(body.head))
+        if data is INVALID:
             _mark(attributes, A.PARSE_ERROR, "request: not JSON")
             return ParsedRequest()
         return self.adapter.parse_request(data, self.path)
@@ -300,8 +300,8 @@ class LLMCall:
             response.output = response.messages = None
             response.attributes = {}
             return response
-        data = _json(head)
-        if data is _INVALID:
+        data = loads(head)
+        if data is INVALID:
             _mark(attributes, A.PARSE_ERROR, "response: not JSON")
             return None
         response = self.adapter.parse_response(data)
@@ -350,7 +350,7 @@ class LLMCall:
         if request.stream:
             attributes[A.GEN_AI_REQUEST_STREAM] = True
         if parameters:
-            attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = json.dumps(parameters)
+            attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = dumps(parameters)
         attributes.update(request.attributes)
         if self.options.capture_content:
             self._content(attributes, A.LANGFUSE_OBSERVATION_INPUT, request.input)
@@ -406,17 +406,8 @@ class LLMCall:
             if value is None:
                 return
         attributes[key] = _cut(
-            value if isinstance(value, str) else _dumps(value), self.options.max_attribute_length
+            value if isinstance(value, str) else dumps(value), self.options.max_attribute_length
         )
-
-
-def _dumps(value: Any) -> str:
-    # Values come from json.loads, so the plain (cached) encoder almost always does; a mask may
-    # return anything, which then goes through str().
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return json.dumps(value, default=str)
 
 
 def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
@@ -451,10 +442,9 @@ def _usage_attributes(attributes: dict[str, Any], usage: Any) -> None:
     if total is not None:
         details["total"] = total
     if details:
-        attributes[A.LANGFUSE_OBSERVATION_USAGE_DETAILS] = json.dumps(details)
+        attributes[A.LANGFUSE_OBSERVATION_USAGE_DETAILS] = dumps(details)
 
 
-_INVALID = object()
 _SSE_STARTS = (b"data:", b"event:", b"id:", b":")
 
 
@@ -479,20 +469,13 @@ def _cut_mid_event(body: bytes) -> bool:
     if not events:
         return False
     data = events[-1].data
-    return data != "[DONE]" and data != "" and _json(data.encode()) is _INVALID
+    return data != "[DONE]" and data != "" and loads(data) is INVALID
 
 
 def _mark(attributes: dict[str, Any], key: str, value: str) -> None:
     """Set a marker attribute, keeping an earlier value (request and response both cut)."""
     previous = attributes.get(key)
     attributes[key] = value if previous is None else f"{previous}, {value}"
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return _INVALID
 
 
 def _cut(text: str, limit: int) -> str:

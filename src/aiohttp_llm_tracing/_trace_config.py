@@ -195,6 +195,7 @@ class _Hooks:
                 attributes.update(call.start_attributes)
             span = self._tracer.start_span(
                 method if call is None else call.initial_name,
+                context=current,
                 kind=SpanKind.CLIENT,
                 attributes=attributes,
             )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from .._json import INVALID, dumps, loads
 from .base import ParsedResponse, Usage
 
 
@@ -40,10 +40,9 @@ def pick(body: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def json_loads(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+    """``data`` parsed, or ``None`` when it is not JSON."""
+    value = loads(data)
+    return None if value is INVALID else value
 
 
 def text_of(content: Any) -> str | None:
@@ -133,7 +132,7 @@ def error_response(body: Any) -> ParsedResponse | None:
     """An OpenAI- or Anthropic-style error body, if that is what this is."""
     error = as_dict(body).get("error")
     if isinstance(error, dict):
-        message = opt_str(error.get("message")) or json.dumps(error)[:500]
+        message = opt_str(error.get("message")) or dumps(error)[:500]
         kind = error.get("type") or error.get("code")
         return ParsedResponse(
             error_message=message,
