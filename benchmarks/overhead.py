@@ -1,12 +1,15 @@
 """Per-request overhead of the trace config against bare aiohttp and the OTel contrib one.
 
-    python benchmarks/overhead.py [--reps 5] [--requests 3000]
+    python benchmarks/overhead.py [--reps 5] [--rounds 12] [--requests 300]
 
-A loopback aiohttp server runs in its own process. Every (mode, concurrency) run is a fresh
-client process; modes are interleaved and rotated across repetitions so the machine's speed
-drift hits them alike; medians, min and max are reported. Every traced mode exports through a
-BatchSpanProcessor into a no-op exporter, flushed inside the timed window. Results are printed
-and written to benchmarks/results/overhead.json.
+A loopback aiohttp server runs in its own process (CPU 1). For each concurrency (1 and 50), each
+rep is one fresh client process (CPU 0) holding every mode warm side by side, each with its own
+session, TracerProvider and BatchSpanProcessor into a no-op exporter (flushed inside the timed
+window). Bursts of each mode take turns round by round, in rotated order, and a mode's overhead
+is the median over rounds of its burst minus bare's burst of the same round: this machine's
+speed drifts by up to 4x over minutes, and only a difference taken side by side cancels it.
+Reported: the median of reps (each rep's figure is shown), process CPU alongside wall time.
+Results are printed and written to benchmarks/results/overhead.json.
 
 ``floor_plain`` is a reference, not a tracer: a trace config that only starts an SDK span with two
 attributes and ends it with the status. Its ratio to contrib shows how much of any tracer's cost
@@ -96,87 +99,126 @@ def _floor_trace_config(provider):  # type: ignore[no-untyped-def]
     return config
 
 
-async def _worker(mode: str, url: str, n: int, concurrency: int, warmup: int) -> dict:
-    import aiohttp
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+class _Mode:
+    """One mode's session, provider and request, warm and ready for bursts."""
 
-    from _common import CountingExporter
+    def __init__(self, name: str, url: str, concurrency: int) -> None:
+        import aiohttp
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    tracer, kind = MODES[mode]
-    exporter = CountingExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    if kind == "plain":
-        method, target, body = "GET", f"{url}/json", None
-    elif kind == "chat":
-        method, target, body = "POST", f"{url}/v1/chat/completions", _CHAT_BODY
-    else:
-        method, target = "POST", f"{url}/v1/chat/completions?chunks={SSE_CHUNKS}"
-        body = {**_CHAT_BODY, "stream": True}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        connector=connector, trace_configs=_trace_configs(tracer, provider)
-    ) as session:
+        from _common import CountingExporter
 
-        async def one() -> None:
-            async with session.request(method, target, json=body) as resp:
-                if kind == "sse":
-                    async for _ in resp.content:
-                        pass
-                else:
-                    await resp.read()
+        self.name = name
+        self.tracer, self.kind = MODES[name]
+        self.exporter = CountingExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        if self.kind == "plain":
+            self.method, self.target, self.body = "GET", f"{url}/json", None
+        elif self.kind == "chat":
+            self.method, self.target = "POST", f"{url}/v1/chat/completions"
+            self.body = _CHAT_BODY
+        else:
+            self.method = "POST"
+            self.target = f"{url}/v1/chat/completions?chunks={SSE_CHUNKS}"
+            self.body = {**_CHAT_BODY, "stream": True}
+        self.concurrency = concurrency
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            trace_configs=_trace_configs(self.tracer, self.provider),
+        )
+        self.sent = 0
 
-        async def run(count: int) -> None:
-            remaining = count
+    async def _one(self) -> None:
+        async with self.session.request(self.method, self.target, json=self.body) as resp:
+            if self.kind == "sse":
+                async for _ in resp.content:
+                    pass
+            else:
+                await resp.read()
 
-            async def loop() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    await one()
+    async def run(self, count: int) -> None:
+        remaining = count
 
-            await asyncio.gather(*(loop() for _ in range(concurrency)))
+        async def loop() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await self._one()
 
-        await run(warmup)
-        provider.force_flush()
+        await asyncio.gather(*(loop() for _ in range(self.concurrency)))
+        self.sent += count
+
+    async def burst(self, count: int) -> tuple[float, float]:
+        """µs per request, wall and process CPU (all threads), span export included."""
+        self.provider.force_flush()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        await run(n)
-        provider.force_flush()
+        await self.run(count)
+        self.provider.force_flush()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    provider.shutdown()
-    if tracer != "bare" and exporter.count < n:
-        raise RuntimeError(f"{mode}: exported {exporter.count} < {n}")
-    return {"us": wall / n * 1e6, "cpu_us": cpu / n * 1e6}
+        return wall / count * 1e6, cpu / count * 1e6
+
+    async def close(self) -> None:
+        await self.session.close()
+        self.provider.shutdown()
+        if self.tracer != "bare" and self.exporter.count < self.sent:
+            raise RuntimeError(f"{self.name}: exported {self.exporter.count} < {self.sent}")
+
+
+async def _worker(
+    modes: list[str], url: str, concurrency: int, rounds: int, n: int, sse_n: int
+) -> dict:
+    """One client process: every mode warm side by side, bursts rotated round by round."""
+    runners = [_Mode(name, url, concurrency) for name in modes]
+    count = {m.name: sse_n if m.kind == "sse" else n for m in runners}
+    for mode in runners:
+        await mode.run(max(100, count[mode.name] // 2))
+    samples: dict[str, list[tuple[float, float]]] = {m.name: [] for m in runners}
+    for r in range(rounds):
+        # Rotating the order keeps any mode from always following the same neighbour.
+        for mode in runners[r % len(runners) :] + runners[: r % len(runners)]:
+            samples[mode.name].append(await mode.burst(count[mode.name]))
+    for mode in runners:
+        await mode.close()
+    return {
+        name: {"us": [s[0] for s in runs], "cpu_us": [s[1] for s in runs]}
+        for name, runs in samples.items()
+    }
 
 
 # -- runner ----------------------------------------------------------------------------------
 
 
-def _run_worker(mode: str, url: str, n: int, concurrency: int) -> dict:
+def _run_worker(modes: list[str], url: str, concurrency: int, args: argparse.Namespace) -> dict:
     cmd = [
         sys.executable,
         __file__,
         "--worker",
-        mode,
+        ",".join(modes),
         "--url",
         url,
-        "--requests",
-        str(n),
         "--concurrency",
         str(concurrency),
+        "--rounds",
+        str(args.rounds),
+        "--requests",
+        str(args.requests),
+        "--sse-requests",
+        str(args.sse_requests),
     ]
     if hasattr(os, "sched_setaffinity"):
         cmd = ["taskset", "-c", "0", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--sse-requests", type=int, default=300)
+    parser.add_argument("--reps", type=int, default=5, help="client processes per concurrency")
+    parser.add_argument("--rounds", type=int, default=12, help="bursts per mode in each process")
+    parser.add_argument("--requests", type=int, default=300, help="requests per burst")
+    parser.add_argument("--sse-requests", type=int, default=30, help="streams per SSE burst")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--out", default=str(HERE / "results" / "overhead.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -184,75 +226,96 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        n = args.requests
-        result = asyncio.run(_worker(args.worker, args.url, n, args.concurrency, max(200, n // 10)))
+        result = asyncio.run(
+            _worker(
+                args.worker.split(","),
+                args.url,
+                args.concurrency,
+                args.rounds,
+                args.requests,
+                args.sse_requests,
+            )
+        )
         print(json.dumps(result))
         return 0
 
     from _common import server_process
 
     modes = args.modes.split(",")
-    samples: dict[tuple[str, int], list[dict]] = {}
+    for kind in {MODES[m][1] for m in modes}:
+        if f"bare_{kind}" not in modes:
+            modes.insert(0, f"bare_{kind}")
+    runs: dict[int, list[dict]] = {1: [], 50: []}
     with server_process(cpu=1) as url:
         for rep in range(args.reps):
-            order = modes[rep % len(modes) :] + modes[: rep % len(modes)]
             for concurrency in (1, 50):
-                for mode in order:
-                    n = args.sse_requests if MODES[mode][1] == "sse" else args.requests
-                    result = _run_worker(mode, url, n, concurrency)
-                    samples.setdefault((mode, concurrency), []).append(result)
-                    print(
-                        f"rep {rep + 1} c{concurrency:<3} {mode:<14} {result['us']:8.1f} us/req",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    report = _report(samples, modes)
+                result = _run_worker(modes, url, concurrency, args)
+                runs[concurrency].append(result)
+                line = " ".join(f"{m}={statistics.median(v['us']):.0f}" for m, v in result.items())
+                print(
+                    f"rep {rep + 1} c{concurrency:<3} us/req: {line}", file=sys.stderr, flush=True
+                )
+    report = _report(runs, modes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     _print(report)
     return 0
 
 
-def _report(samples: dict[tuple[str, int], list[dict]], modes: list[str]) -> dict:
-    rows = {}
-    for (mode, conc), runs in samples.items():
-        us = [r["us"] for r in runs]
-        rows[f"{mode}@c{conc}"] = {
-            "mode": mode,
-            "concurrency": conc,
-            "median_us": statistics.median(us),
-            "min_us": min(us),
-            "max_us": max(us),
-            "runs_us": us,
-            "cpu_median_us": statistics.median(r["cpu_us"] for r in runs),
-        }
-    for row in rows.values():
-        kind = MODES[row["mode"]][1]
-        bare = rows.get(f"bare_{kind}@c{row['concurrency']}")
-        row["overhead_us"] = row["median_us"] - bare["median_us"] if bare else None
+def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
+    """Medians over client processes of each process's per-round paired differences."""
+    rows: dict[str, dict] = {}
+    for conc, reps in runs.items():
+        for mode in modes:
+            bare = f"bare_{MODES[mode][1]}"
+            per_rep_us, ovh, cpu_ovh = [], [], []
+            for rep in reps:
+                us, base = rep[mode]["us"], rep[bare]["us"]
+                per_rep_us.append(statistics.median(us))
+                # Same round, same machine state: the difference cancels the drift.
+                ovh.append(statistics.median(a - b for a, b in zip(us, base)))
+                cpu, cpu_base = rep[mode]["cpu_us"], rep[bare]["cpu_us"]
+                cpu_ovh.append(statistics.median(a - b for a, b in zip(cpu, cpu_base)))
+            rows[f"{mode}@c{conc}"] = {
+                "mode": mode,
+                "concurrency": conc,
+                "median_us": statistics.median(per_rep_us),
+                "min_us": min(per_rep_us),
+                "max_us": max(per_rep_us),
+                "overhead_us": statistics.median(ovh),
+                "overhead_us_by_rep": ovh,
+                "cpu_overhead_us": statistics.median(cpu_ovh),
+                "rounds": len(reps[0][mode]["us"]),
+            }
     summary = {}
-    for conc in (1, 50):
+    for conc in runs:
         contrib = rows.get(f"contrib_plain@c{conc}", {}).get("overhead_us")
-        ours = {
-            k: rows.get(f"ours_{k}@c{conc}", {}).get("overhead_us")
-            for k in ("plain", "chat", "sse")
-        }
-        if contrib:
-            for key in ("plain", "chat"):
-                if ours[key] is not None:
-                    summary[f"c{conc}_{key}_ratio_to_contrib"] = ours[key] / contrib
-        floor = rows.get(f"floor_plain@c{conc}", {}).get("overhead_us")
-        if contrib and floor is not None:
-            summary[f"c{conc}_floor_ratio_to_contrib"] = floor / contrib
-        if ours["sse"] is not None and ours["chat"] is not None:
-            summary[f"c{conc}_sse_us_per_chunk"] = (ours["sse"] - ours["chat"]) / SSE_CHUNKS
         for row in rows.values():
-            if row["concurrency"] == conc and contrib and row["overhead_us"] is not None:
+            if row["concurrency"] == conc and contrib:
                 row["ratio_to_contrib"] = row["overhead_us"] / contrib
+        if not contrib:
+            continue
+        for key in ("ours_plain", "ours_chat", "floor_plain"):
+            row = rows.get(f"{key}@c{conc}")
+            if row is not None:
+                summary[f"c{conc}_{key}_ratio_to_contrib"] = row["ratio_to_contrib"]
+        sse, chat = rows.get(f"ours_sse@c{conc}"), rows.get(f"ours_chat@c{conc}")
+        if sse is not None and chat is not None:
+            summary[f"c{conc}_sse_us_per_chunk"] = (
+                sse["overhead_us"] - chat["overhead_us"]
+            ) / SSE_CHUNKS
+            # At 50 streams the server, not the client, sets the pace, so wall time hides the
+            # client's cost: the CPU figure is the one that shows it.
+            summary[f"c{conc}_sse_cpu_us_per_chunk"] = (
+                sse["cpu_overhead_us"] - chat["cpu_overhead_us"]
+            ) / SSE_CHUNKS
     return {
         "machine": os.uname().machine,
         "python": sys.version.split()[0],
         "sse_chunks": SSE_CHUNKS,
+        "method": "per concurrency, one client process per rep with every mode warm; bursts "
+        "rotated round by round; overhead = median over rounds of (mode - bare) in the same "
+        "round, then median over reps",
         "rows": rows,
         "summary": summary,
     }
@@ -262,8 +325,8 @@ def _print(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Overhead per request (median of reps; min-max)")
-    for col in ("mode", "conc", "us/req", "min-max", "overhead us", "x contrib"):
+    table = Table(title="Overhead per request (paired with bare per round; median of reps)")
+    for col in ("mode", "conc", "us/req", "min-max", "overhead us", "per rep", "cpu", "x contrib"):
         table.add_column(col, justify="right" if col != "mode" else "left")
     for row in sorted(report["rows"].values(), key=lambda r: (r["concurrency"], r["mode"])):
         ovh = row["overhead_us"]
@@ -274,9 +337,11 @@ def _print(report: dict) -> None:
             f"{row['median_us']:.1f}",
             f"{row['min_us']:.0f}-{row['max_us']:.0f}",
             "-" if ovh is None else f"{ovh:+.1f}",
+            " ".join(f"{v:+.0f}" for v in row["overhead_us_by_rep"]),
+            f"{row['cpu_overhead_us']:+.1f}",
             "-" if ratio is None else f"{ratio:.2f}",
         )
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     console.print(table)
     for key, value in report["summary"].items():
         console.print(f"{key:<32} {value:.3f}")
