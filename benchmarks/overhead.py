@@ -11,9 +11,11 @@ speed drifts by up to 4x over minutes, and only a difference taken side by side 
 Reported: the median of reps (each rep's figure is shown), process CPU alongside wall time.
 Results are printed and written to benchmarks/results/overhead.json.
 
-``floor_plain`` is a reference, not a tracer: a trace config that only starts an SDK span with two
-attributes and ends it with the status. Its ratio to contrib shows how much of any tracer's cost
-is the span itself.
+Two reference modes: ``floor_plain`` is not a tracer but a trace config that only starts an SDK
+span with two attributes and ends it with the status, so its ratio to contrib shows how much of
+any tracer's cost is the span itself; ``lean_plain`` is ours with ``propagate=False``,
+``request_id_header=None`` and ``llm=False``, so the gap between it and ``ours_plain`` is what those
+defaults cost.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MODES = {
     "ours_plain": ("ours", "plain"),
     "contrib_plain": ("contrib", "plain"),
     "floor_plain": ("floor", "plain"),
+    "lean_plain": ("lean", "plain"),
     "bare_chat": ("bare", "chat"),
     "ours_chat": ("ours", "chat"),
     "bare_sse": ("bare", "sse"),
@@ -66,6 +69,16 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
         from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
         return [create_trace_config(tracer_provider=provider)]
+    if tracer == "lean":
+        # Ours with the optional per-request extras off: what the registry, the request ID and
+        # exactly-once ending cost on top of the floor.
+        from aiohttp_llm_tracing import create_trace_config
+
+        return [
+            create_trace_config(
+                tracer_provider=provider, propagate=False, request_id_header=None, llm=False
+            )
+        ]
     if tracer == "floor":
         return [_floor_trace_config(provider)]
     return []
@@ -295,7 +308,7 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
                 row["ratio_to_contrib"] = row["overhead_us"] / contrib
         if not contrib:
             continue
-        for key in ("ours_plain", "ours_chat", "floor_plain"):
+        for key in ("ours_plain", "ours_chat", "floor_plain", "lean_plain"):
             row = rows.get(f"{key}@c{conc}")
             if row is not None:
                 summary[f"c{conc}_{key}_ratio_to_contrib"] = row["ratio_to_contrib"]
