@@ -2,10 +2,10 @@
 
 Every LLM call parses two bodies and serialises up to six values at its end; for the chat call of
 ``benchmarks/overhead.py`` that costs about 2.6 µs with orjson against 19 µs with the standard
-library (timeit, one core). orjson is stricter than the standard library, so whatever it refuses goes through the
-standard library before being called invalid: NaN and Infinity, UTF-16 bodies, integers past
-64 bits, dictionaries with non-string keys. Output is compact (no spaces after separators) and
-keeps non-ASCII characters as they are, whichever library wrote it.
+library (timeit, one core). orjson is stricter than the standard library, so whatever it refuses
+goes through the standard library before being called invalid: NaN and Infinity, UTF-16 bodies,
+integers past 64 bits, dictionaries with non-string keys. Output is compact (no spaces after
+separators) and keeps non-ASCII characters as they are, whichever library wrote it.
 """
 
 from __future__ import annotations
