@@ -51,7 +51,7 @@ async def test_trace_attributes_apply_to_generation_spans(llm_server, tracing):
         "langfuse.trace.tags": ("agent", "prod"),
         "langfuse.trace.metadata.tenant": "acme",
         "langfuse.trace.metadata.attempt": 2,
-        "langfuse.trace.metadata.flags": json.dumps({"beta": True}),
+        "langfuse.trace.metadata.flags": json.dumps({"beta": True}, separators=(",", ":")),
     }
     assert current_trace_attributes().session_id is None
 

@@ -7,7 +7,6 @@ Two sources, merged per request: :func:`trace_attributes`, a context manager ove
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import _attributes as A
+from ._json import dumps
 
 __all__ = ["TraceAttributes", "current_trace_attributes", "trace_attributes"]
 
@@ -153,7 +153,7 @@ def _to_span_attributes(attrs: TraceAttributes) -> dict[str, Any]:
         out[A.LANGFUSE_TRACE_TAGS] = list(attrs.tags)
     for key, value in attrs.metadata.items():
         out[A.LANGFUSE_TRACE_METADATA_PREFIX + str(key)] = (
-            value if isinstance(value, (str, bool, int, float)) else json.dumps(value, default=str)
+            value if isinstance(value, (str, bool, int, float)) else dumps(value)
         )
     if attrs.release is not None:
         out[A.LANGFUSE_RELEASE] = attrs.release
