@@ -51,3 +51,10 @@ def test_dumps_writes_what_json_cannot_hold_as_str(lib: str) -> None:
     assert dumps({"v": Opaque()}) == '{"v":"opaque"}'
     assert dumps({1: "a"}) == '{"1":"a"}'
     assert dumps(2**70) == str(2**70)
+
+
+def test_dumps_never_raises(lib: str) -> None:
+    cycle: list = []
+    cycle.append(cycle)
+    assert dumps(cycle) == '"[[...]]"'
+    assert dumps({("a", 1): 2}) == "\"{('a', 1): 2}\""

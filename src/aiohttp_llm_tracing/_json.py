@@ -40,10 +40,17 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """``value`` as compact JSON; anything JSON cannot hold is written as its ``str()``."""
+    """``value`` as compact JSON; anything JSON cannot hold is written as its ``str()``.
+
+    Never raises: a value that cannot be written at all (a cycle, tuple keys) becomes the JSON
+    string of its ``str()``.
+    """
     if orjson is not None:
         try:
             return orjson.dumps(value).decode()
         except TypeError:
             pass
-    return json.dumps(value, default=str, ensure_ascii=False, separators=_SEPARATORS)
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False, separators=_SEPARATORS)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(str(value), ensure_ascii=False)
