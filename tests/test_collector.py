@@ -36,7 +36,16 @@ def _rotel_bin() -> str:
         if os.environ.get("CI"):
             raise  # CI installs the test extras; a missing collector is a broken install
         pytest.skip("rotel is not installed (pip install rotel)")
-    return str(Path(rotel.__file__).parent / "rotel-agent")
+    binary = str(Path(rotel.__file__).parent / "rotel-agent")
+    # The wheel's binary links the libpython it was built against; an interpreter built without
+    # a shared libpython (pyenv's default) cannot run it. That is the machine, not our route.
+    probe = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        reason = f"rotel-agent cannot run here: {(probe.stderr or probe.stdout).strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
 
 
 def _free_port() -> int:
