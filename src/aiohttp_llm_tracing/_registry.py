@@ -72,6 +72,7 @@ class _EndingTTLCache(TTLCache):
 
     cachetools removes items in two places that bypass ``__delitem__``: ``expire()`` for TTL and
     ``popitem()`` for capacity. Both are overridden so no span can leave without being ended.
+    ``expire()`` returns what it removed only since cachetools 5.5, hence the lower bound.
     The registry ends the dropped entries after releasing its lock.
     """
 
@@ -220,7 +221,9 @@ class SpanRegistry:
             for key in list(Cache.__iter__(self._cache)):
                 dropped.append((Cache.__getitem__(self._cache, key), EndReason.SHUTDOWN))
                 self._ended[EndReason.SHUTDOWN] = self._ended.get(EndReason.SHUTDOWN, 0) + 1
-            self._cache.clear()
+            # A fresh cache, not clear(): cachetools 5's clear() empties through popitem(), which
+            # would hand every entry back as evicted to be ended a second time.
+            self._cache = _EndingTTLCache(self.maxsize, self.ttl, self._timer)
             sweeper, self._sweeper = self._sweeper, None
             wake, self._wake = self._wake, threading.Event()
         wake.set()
