@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from yarl import URL
 
 from aiohttp_llm_tracing import EndReason, SpanRegistry, create_trace_config
-from aiohttp_llm_tracing._redact import redact_url
+from aiohttp_llm_tracing._redact import redact_text, redact_url
 from conftest import Gate, make_app, only_span
 
 
@@ -83,6 +83,37 @@ def test_url_redaction():
     assert "sk-1" not in redacted and "=t" not in redacted and "sig=s" not in redacted
     assert "q=cats" in redacted
     assert redact_url(URL("http://h/p?a=1")) == "http://h/p?a=1"
+    # A password without a user, and a token in the fragment, are secrets too.
+    assert "onlypass" not in redact_url(URL("http://:onlypass@h/p"))
+    assert redact_url(URL("http://h/cb#access_token=frag")) == "http://h/cb"
+
+
+def test_urls_inside_error_text_are_redacted():
+    text = "500, message='Boom', url='http://u:pw@h/p?api_key=sk-1&q=cats' then https://h/x?token=t"
+    redacted = redact_text(text)
+    assert "sk-1" not in redacted and "pw" not in redacted and "token=t" not in redacted
+    assert (
+        "message='Boom'" in redacted
+        and "q=cats" in redacted
+        and redacted.endswith("token=REDACTED")
+    )
+    assert redact_text("no url here") == "no url here"
+
+
+async def test_errors_never_record_the_secret_in_the_url(trace_config, server, exporter):
+    url = server.make_url("/status/500").with_query(api_key="sk-secret-77")
+    async with aiohttp.ClientSession(trace_configs=[trace_config], raise_for_status=True) as s:
+        with pytest.raises(aiohttp.ClientResponseError) as raised:
+            await s.get(url)
+    assert "sk-secret-77" in str(raised.value)  # the caller's error is untouched
+    span = only_span(exporter)
+    recorded = [span.status.description, *map(str, span.attributes.values())]
+    for event in span.events:
+        recorded += map(str, event.attributes.values())
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.events[0].attributes["exception.type"].endswith("ClientResponseError")
+    assert "Internal Server Error" in span.status.description
+    assert not [text for text in recorded if "sk-secret-77" in text]
 
 
 async def test_url_full_is_redacted_on_the_span(session, server, exporter):

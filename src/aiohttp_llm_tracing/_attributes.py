@@ -12,6 +12,7 @@ from typing import Final
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
 from opentelemetry.semconv.attributes import (
     error_attributes,
+    exception_attributes,
     http_attributes,
     network_attributes,
     server_attributes,
@@ -27,6 +28,8 @@ SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
 SERVER_PORT: Final = server_attributes.SERVER_PORT
 NETWORK_PROTOCOL_VERSION: Final = network_attributes.NETWORK_PROTOCOL_VERSION
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
+EXCEPTION_MESSAGE: Final = exception_attributes.EXCEPTION_MESSAGE
+EXCEPTION_STACKTRACE: Final = exception_attributes.EXCEPTION_STACKTRACE
 
 # GenAI (development-status semantic conventions).
 GEN_AI_OPERATION_NAME: Final = _gen_ai.GEN_AI_OPERATION_NAME

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from traceback import format_exception
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientResponseError
@@ -10,6 +11,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _attributes as A
 from ._reasons import EndReason
+from ._redact import redact_text
 
 if TYPE_CHECKING:
     from ._capture import BodyCapture
@@ -99,8 +101,17 @@ class HttpSpan:
             if isinstance(error, ClientResponseError) and error.status:
                 attributes[A.HTTP_RESPONSE_STATUS_CODE] = error.status
             attributes[A.ERROR_TYPE] = error_type
-            span.record_exception(error)
-            status = Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}")
+            message = redact_text(str(error))
+            # The SDK would record str(error) and the traceback as they are, and aiohttp's
+            # errors quote the request URL with its query string: give it redacted ones.
+            span.record_exception(
+                error,
+                attributes={
+                    A.EXCEPTION_MESSAGE: message,
+                    A.EXCEPTION_STACKTRACE: redact_text("".join(format_exception(error))),
+                },
+            )
+            status = Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}")
         elif reason in _LOST:
             attributes[A.ERROR_TYPE] = str(self.status_code) if self.status_code >= 400 else reason
             status = Status(StatusCode.ERROR, f"span {reason} before the request completed")

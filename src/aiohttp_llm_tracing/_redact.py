@@ -1,4 +1,4 @@
-"""Keep secrets out of span attributes: URL user info and key-like query values."""
+"""Keep secrets out of spans: URL user info, fragments and key-like query values, also in errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from yarl import URL
 
-__all__ = ["REDACTED", "is_sensitive_header", "redact_url"]
+__all__ = ["REDACTED", "redact_text", "redact_url"]
 
 REDACTED = "REDACTED"
 
@@ -17,25 +17,8 @@ _SENSITIVE_QUERY = re.compile(
     r"key|token|secret|passw|pwd|signature|sig$|^sig|auth|credential|session|code$",
     re.IGNORECASE,
 )
-_SENSITIVE_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "anthropic-api-key",
-        "openai-api-key",
-    }
-)
-
-
-def is_sensitive_header(name: str) -> bool:
-    """Whether a header carries a credential and must never be recorded."""
-    lowered = name.lower()
-    return lowered in _SENSITIVE_HEADERS or bool(_SENSITIVE_QUERY.search(lowered))
+# A URL as error messages quote it: up to whitespace, a quote or an angle bracket.
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 def redact_url(url: URL) -> str:
@@ -44,14 +27,35 @@ def redact_url(url: URL) -> str:
     Cached per distinct URL string: LLM clients call the same few endpoints over and over, so
     the common case costs one dictionary lookup.
     """
-    return _redact(str(url)) if (url.raw_user or url.raw_query_string) else str(url)
+    if url.raw_user or url.raw_password or url.raw_query_string or url.raw_fragment:
+        return _redact(str(url))
+    return str(url)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted as :func:`redact_url` does.
+
+    For exception messages and tracebacks: aiohttp's errors quote the request URL, query
+    string included.
+    """
+    return _URL_IN_TEXT.sub(_redact_match, text) if "://" in text else text
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    try:
+        return _redact(match.group())
+    except ValueError:
+        return REDACTED
 
 
 @lru_cache(maxsize=1024)
 def _redact(raw: str) -> str:
     url = URL(raw)
-    if url.raw_user:
+    if url.raw_user or url.raw_password:
         url = url.with_user(None)
+    if url.raw_fragment:
+        # Fragments never reach the server, but OAuth implicit flows put tokens there.
+        url = url.with_fragment(None)
     if url.raw_query_string:
         query = url.query
         if any(_SENSITIVE_QUERY.search(k) for k in query):
