@@ -203,3 +203,73 @@ async def test_anthropic_stream(llm_server, tracing):
     assert a["gen_ai.usage.input_tokens"] == events[0]["message"]["usage"]["input_tokens"]
     assert a["gen_ai.response.finish_reasons"] == ("end_turn",)
     assert_stream_timing(span)
+
+
+async def test_a_custom_adapter_need_not_be_hashable(llm_server, tracing):
+    from dataclasses import dataclass
+
+    from aiohttp_llm_tracing.adapters.openai_chat import OpenAIChat
+
+    @dataclass  # eq=True and no frozen: instances are unhashable
+    class MyChat:
+        inner: OpenAIChat
+        operation: str = "chat"
+        observation_type: str = "generation"
+        provider: str = "my-llm"
+        path_suffixes: tuple[str, ...] = ("/chat/completions",)
+
+        def matches(self, path):
+            return self.inner.matches(path)
+
+        def parse_request(self, body, path):
+            return self.inner.parse_request(body, path)
+
+        def parse_response(self, body):
+            return self.inner.parse_response(body)
+
+        def parse_stream(self, events):
+            return self.inner.parse_stream(events)
+
+    config = tracing.config(adapters=[MyChat(OpenAIChat())])
+    async with tracing.session(config=config) as s:
+        body = {"model": "gpt-4o-mini", "messages": USER}
+        async with s.post(f"{llm_server.base_url}/chat/completions", json=body) as resp:
+            await resp.read()
+    span = tracing.only()
+    assert span.name == "chat gpt-4o-mini"
+    assert attrs(span)["gen_ai.provider.name"] == "my-llm"
+
+
+@pytest.mark.parametrize("code", [307, 308, 303])
+async def test_a_redirected_chat_call_is_parsed_from_one_copy_of_its_body(
+    llm_server, tracing, code
+):
+    # 307/308 send the body again and 303 turns the call into a GET without one: either way the
+    # request is parsed from a single copy of the body the caller sent.
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    target = f"{llm_server.base_url}/chat/completions"
+
+    async def moved(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=code, headers={"Location": target})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", moved)
+    old = TestServer(app, host="127.0.0.1")
+    await old.start_server()
+    try:
+        body = {"model": "gpt-4o-mini", "temperature": 0.3, "messages": USER}
+        async with tracing.session() as s:
+            async with s.post(old.make_url("/v1/chat/completions"), json=body) as resp:
+                await resp.read()
+    finally:
+        await old.close()
+    span = tracing.only()
+    a = attrs(span)
+    assert "request" not in a.get("llm_tracing.parse_error", "")
+    assert a["gen_ai.request.model"] == "gpt-4o-mini"
+    assert a["gen_ai.request.temperature"] == 0.3
+    assert jattr(span, "langfuse.observation.input") == USER
+    assert [e.name for e in span.events] == ["http.redirect"]

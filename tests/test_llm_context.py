@@ -167,3 +167,29 @@ async def test_generation_nests_under_the_callers_span(llm_server, tracing):
     # The trace context went to the server too.
     traceparent = llm_server.requests[-1]["headers"]["traceparent"]
     assert traceparent.split("-")[2] == f"{generation.context.span_id:016x}"
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        {"metadata": "x", "session_id": "s"},
+        {"metadata": ["a"], "session_id": "s"},
+        {"tags": 5, "session_id": "s"},
+    ],
+)
+async def test_malformed_trace_request_ctx_is_ignored_not_fatal(llm_server, tracing, ctx):
+    # trace_request_ctx is shared with other trace configs: a value of the wrong type for us
+    # must cost the field, never the span.
+    async with tracing.session() as s:
+        await chat(s, llm_server.base_url, trace_request_ctx=ctx)
+    span = tracing.only()
+    assert span.name == "chat gpt-4o-mini"
+    assert attrs(span)["session.id"] == "s"
+    assert tracing.registry.stats().internal_errors == 0
+
+
+async def test_a_single_tag_string_is_one_tag(llm_server, tracing):
+    async with tracing.session() as s:
+        with trace_attributes(tags="agent"):
+            await chat(s, llm_server.base_url)
+    assert attrs(tracing.only())["langfuse.trace.tags"] == ("agent",)

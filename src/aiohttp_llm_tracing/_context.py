@@ -99,7 +99,7 @@ def trace_attributes(
         user_id=user_id,
         trace_name=trace_name,
         name=name,
-        tags=tuple(tags),
+        tags=_tags(tags),
         metadata=dict(metadata or {}),
         release=release,
         version=version,
@@ -121,20 +121,28 @@ def from_request_ctx(value: Any) -> TraceAttributes:
         return value
     if not isinstance(value, Mapping) or not value:
         return _EMPTY
-    tags = value.get("tags") or ()
-    if isinstance(tags, str):
-        tags = (tags,)
+    # trace_request_ctx is shared with every other trace config on the session: a value of the
+    # wrong type is ignored, never a reason to lose the span.
+    metadata = value.get("metadata")
     return TraceAttributes(
         session_id=_opt_str(value.get("session_id")),
         user_id=_opt_str(value.get("user_id")),
         trace_name=_opt_str(value.get("trace_name")),
         name=_opt_str(value.get("name")),
-        tags=tuple(str(t) for t in tags),
-        metadata=dict(value.get("metadata") or {}),
+        tags=_tags(value.get("tags")),
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
         release=_opt_str(value.get("release")),
         version=_opt_str(value.get("version")),
         environment=_opt_str(value.get("environment")),
     )
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(str(t) for t in value)
+    return ()
 
 
 def _opt_str(value: Any) -> str | None:

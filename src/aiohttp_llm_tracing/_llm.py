@@ -148,6 +148,7 @@ class LLMCall:
         "options",
         "path",
         "provider",
+        "redirected_body",
         "request_body",
         "response_body",
         "start_attributes",
@@ -162,9 +163,12 @@ class LLMCall:
         self.adapter = adapter
         self.path = url.raw_path
         self.trace_attrs = trace_attrs
-        self.provider = options.provider_name or _provider(url.raw_host or "", adapter)
+        self.provider = (
+            options.provider_name or _provider_by_host(url.raw_host or "") or adapter.provider
+        )
         # A short tail: a big request's model may be its last field.
         self.request_body = BodyCapture(options.max_body_bytes, tail_limit=_REQUEST_TAIL)
+        self.redirected_body: BodyCapture | None = None
         self.response_body: BodyCapture | None = None
         self.content_encoding: str | None = None
         self.is_sse = False
@@ -180,6 +184,16 @@ class LLMCall:
     def initial_name(self) -> str:
         """The span name until the model is known."""
         return self.trace_attrs.name or self.adapter.operation
+
+    def on_redirect(self) -> None:
+        """A redirect: the next request starts its body afresh.
+
+        A 307/308 sends the body again, which must not land after the first copy; a 301-303
+        turns the request into a GET without one, and then the first copy is what is parsed.
+        """
+        if self.request_body.total:
+            self.redirected_body = self.request_body
+            self.request_body = BodyCapture(self.options.max_body_bytes, tail_limit=_REQUEST_TAIL)
 
     def on_response(self, response: ClientResponse) -> BodyCapture:
         """Headers arrived: decide how the body will be read back and start capturing it."""
@@ -243,6 +257,8 @@ class LLMCall:
 
     def _parse_request(self, attributes: dict[str, Any]) -> ParsedRequest:
         body = self.request_body
+        if not body.total and self.redirected_body is not None:
+            body = self.redirected_body
         if not body.head:
             return ParsedRequest()
         if body.truncated:
@@ -485,9 +501,9 @@ def _cut(text: str, limit: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _provider(host: str, adapter: Adapter) -> str:
-    host = host.lower()
+def _provider_by_host(host: str) -> str | None:
+    # Keyed on the host alone: adapters are the user's objects and need not be hashable.
     for suffix, name in _PROVIDER_BY_HOST:
         if host.endswith(suffix):
             return name
-    return adapter.provider
+    return None

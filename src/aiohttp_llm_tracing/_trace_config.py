@@ -240,6 +240,8 @@ class _Hooks:
                     A.URL_FULL: redact_url(params.url),
                 },
             )
+            if entry.llm is not None:
+                entry.llm.on_redirect()
         except Exception as exc:
             self._registry.record_internal_error("on_request_redirect", exc)
 
