@@ -78,6 +78,20 @@ SHAPES = {
     + [{"error": {"message": "overloaded"}}]
     + _texts(["b"]),
     "no text chunks": HEAD + TAIL,
+    "two choices in one chunk": [
+        *HEAD,
+        *[
+            {
+                **_chunk(None, choices=False),
+                "choices": [
+                    {"index": 0, "delta": {"content": w}, "logprobs": None, "finish_reason": None},
+                    {"index": 1, "delta": {"content": w.upper()}, "finish_reason": None},
+                ],
+            }
+            for w in ("a", "b")
+        ],
+        *TAIL,
+    ],
     "extra fields": [*HEAD, _chunk({"content": "a"}, system_fingerprint="fp", service_tier="x")],
 }
 
@@ -99,14 +113,27 @@ def _same(a, b) -> None:
     assert a.first_chunk_offset == b.first_chunk_offset
 
 
+# The shapes the fast path takes; every other one must be sent to the general path.
+FAST = {"plain", "escapes and unicode", "finish in the last text chunk", "extra fields"}
+
+
 @pytest.mark.parametrize("compact", [True, False])
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_fast_equals_general(shape, compact):
     body = _body(SHAPES[shape], compact=compact)
     fast = ADAPTER.parse_stream_body(body)
     general = _general(body)
+    assert (fast is not None) == (shape in FAST)
     if fast is not None:
         _same(fast, general)
+
+
+def test_invalid_utf8_costs_a_character_not_the_response():
+    body = _body(SHAPES["plain"]).replace(b'"Hello"', b'"He\\\\l\xfflo"')
+    fast = ADAPTER.parse_stream_body(body)
+    assert fast is not None
+    _same(fast, _general(body))
+    assert fast.output["content"] == "He\\l\ufffdlo world"
 
 
 def test_fast_path_taken_for_plain_streams():

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["parse_chat_stream_fast"]
 
 # A quoted key followed by a colon cannot occur unescaped inside a JSON string, so this matches
-# real choice objects only. The string pattern is the unrolled-loop form (fewer backtracks).
+# real choice objects only, and the brackets make it the only choice of its chunk. The string
+# pattern is the unrolled-loop form (fewer backtracks).
 _PLAIN_CHUNK = re.compile(
-    rb'\{"index": ?0, ?"delta": ?\{"content": ?"([^"\\\n]*(?:\\.[^"\\\n]*)*)"\}'
-    rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}'
+    rb'"choices": ?\[\{"index": ?0, ?"delta": ?\{"content": ?"([^"\\\n]*(?:\\.[^"\\\n]*)*)"\}'
+    rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}\]'
 )
 
 
@@ -70,7 +71,14 @@ def _event_start(body: bytes, pos: int) -> int:
 
 def _decode_texts(texts: list[bytes]) -> list[str]:
     # JSON string contents concatenate into a valid JSON string: one decode for all of them.
-    joined = b"".join(texts)
-    if b"\\" in joined:
-        return [json.loads(b'"' + joined + b'"')]
-    return [joined.decode("utf-8", "replace")]
+    joined_bytes = b"".join(texts)
+    if joined_bytes.isascii():
+        joined = joined_bytes.decode("ascii")
+    else:
+        # Each text on its own, with replacement, as the general path decodes each event:
+        # invalid UTF-8 then costs a character, not the response, and bytes of two texts never
+        # combine into one character.
+        joined = "".join(t.decode("utf-8", "replace") for t in texts)
+    if "\\" in joined:
+        return [json.loads('"' + joined + '"')]
+    return [joined]
