@@ -69,7 +69,8 @@ class AnthropicMessages:
     def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
         message: dict[str, Any] = {}
         blocks: dict[int, dict[str, Any]] = {}
-        partial_json: dict[int, list[str]] = {}
+        # Deltas are collected and joined once: appending to a string per delta is quadratic.
+        pieces: dict[tuple[int, str], list[str]] = {}
         usage: dict[str, Any] = {}
         first = None
         for event in events:
@@ -83,17 +84,11 @@ class AnthropicMessages:
             elif kind == "content_block_delta":
                 index = _index(data)
                 delta = c.as_dict(data.get("delta"))
-                block = blocks.setdefault(index, {"type": "text", "text": ""})
-                if delta.get("type") == "text_delta":
-                    block["text"] = str(block.get("text") or "") + str(delta.get("text", ""))
-                    first = event.offset if first is None else first
-                elif delta.get("type") == "thinking_delta":
-                    block["thinking"] = str(block.get("thinking") or "") + str(
-                        delta.get("thinking", "")
-                    )
-                    first = event.offset if first is None else first
-                elif delta.get("type") == "input_json_delta":
-                    partial_json.setdefault(index, []).append(str(delta.get("partial_json", "")))
+                blocks.setdefault(index, {"type": "text", "text": ""})
+                field_key = _DELTAS.get(delta.get("type"))
+                if field_key is not None:
+                    field, key = field_key
+                    pieces.setdefault((index, field), []).append(str(delta.get(key, "")))
                     first = event.offset if first is None else first
             elif kind == "message_delta":
                 delta = c.as_dict(data.get("delta"))
@@ -106,9 +101,14 @@ class AnthropicMessages:
                 error.model = c.opt_str(message.get("model"))
                 error.first_chunk_offset = first
                 return error
-        for index, pieces in partial_json.items():
-            parsed = c.json_loads("".join(pieces))
-            blocks[index]["input"] = parsed if parsed is not None else "".join(pieces)
+        for (index, field), parts in pieces.items():
+            joined = "".join(parts)
+            block = blocks[index]
+            if field == "input":
+                parsed = c.json_loads(joined)
+                block["input"] = parsed if parsed is not None else joined
+            else:
+                block[field] = str(block.get(field) or "") + joined
         result = self.parse_response(
             {
                 "id": message.get("id"),
@@ -120,6 +120,14 @@ class AnthropicMessages:
         )
         result.first_chunk_offset = first
         return result
+
+
+# delta type -> (block field it builds, delta key that carries the piece)
+_DELTAS = {
+    "text_delta": ("text", "text"),
+    "thinking_delta": ("thinking", "thinking"),
+    "input_json_delta": ("input", "partial_json"),
+}
 
 
 def _index(data: dict[str, Any]) -> int:
