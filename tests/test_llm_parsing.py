@@ -221,6 +221,9 @@ def test_adapters_take_any_json(value):
         (b"event: ping", False),
         (b"", False),
         (b'data: {"a": 1}\r\n\r\n', False),
+        # A final event longer than 64 KiB, cut: still seen whole, from its blank line on.
+        (b'data: {"a": 1}\n\ndata: {"big": "' + b"x" * 70_000, True),
+        (b'data: {"a": 1}\n\ndata: {"big": "' + b"x" * 70_000 + b'"}', False),
     ],
 )
 def test_stream_cut_mid_event(body, cut):

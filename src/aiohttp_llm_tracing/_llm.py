@@ -481,7 +481,13 @@ def _cut_mid_event(body: bytes) -> bool:
     not parse (a server that only forgot the final blank line is not flagged)."""
     if not body.strip() or body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
         return False
-    events = parse_sse(body[-65_536:])
+    # Only the last event matters, however long it is: from the last blank line on. (With no
+    # blank line in a tail window, it starts mid-event and yields nothing: not flagged.)
+    start = max(
+        (i + len(sep) for sep in (b"\n\n", b"\r\r", b"\r\n\r\n") if (i := body.rfind(sep)) != -1),
+        default=0,
+    )
+    events = parse_sse(body[start:])
     if not events:
         return False
     data = events[-1].data
