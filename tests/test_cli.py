@@ -1,7 +1,7 @@
 """The command line: ``demo`` end to end and ``receive`` with its stop paths.
 
-Both run in subprocesses, as a user runs them: the demo installs a global tracer provider, and
-``receive`` is stopped with a real SIGINT.
+Both run in subprocesses, as a user runs them (``receive`` is stopped with a real SIGINT); the
+demo also runs in-process once, to show it leaves its host process as it found it.
 """
 
 from __future__ import annotations
@@ -158,3 +158,20 @@ def test_receive_reports_a_busy_port() -> None:
         )
     assert result.returncode == 1
     assert f"Could not listen on 127.0.0.1:{port}" in result.stdout
+
+
+def test_demo_in_process_leaves_the_global_provider_and_environment_alone(monkeypatch) -> None:
+    import io
+
+    from opentelemetry import trace
+    from rich.console import Console
+
+    from aiohttp_llm_tracing._demo import run_demo
+
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    monkeypatch.delenv("no_proxy", raising=False)
+    before = trace.get_tracer_provider()
+    result = run_demo(Console(file=io.StringIO(), width=200))
+    assert result.ok, result.problems
+    assert trace.get_tracer_provider() is before
+    assert os.environ["NO_PROXY"] == "example.com" and "no_proxy" not in os.environ

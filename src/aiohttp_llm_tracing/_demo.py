@@ -246,7 +246,6 @@ def stats_table(stats: RegistryStats) -> Table:
 def run_demo(console: Console | None = None) -> DemoResult:
     """Run the demo, print what arrived over OTLP, and return the result (``ok`` or not)."""
     console = console or Console()
-    _bypass_proxy_for_loopback()
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -254,7 +253,7 @@ def run_demo(console: Console | None = None) -> DemoResult:
         console=console,
         transient=True,
     )
-    with progress:
+    with _loopback_without_proxy(), progress:
         receiver = OTLPGrpcReceiver()
         with _step(progress, console, "Started an OTLP/gRPC receiver on 127.0.0.1"):
             receiver.start()
@@ -271,7 +270,7 @@ def _run_with_receiver(
         exporter="otlp",
         endpoint=receiver.endpoint,
         insecure=True,
-        set_global=True,
+        set_global=False,  # the demo must not take over the global provider of its host process
         schedule_delay=0.2,
         export_timeout=_EXPORT_TIMEOUT,
     )
@@ -299,13 +298,24 @@ async def _with_mock(body: Callable[[str], Any]) -> None:
         await body(server.base_url)
 
 
-def _bypass_proxy_for_loopback() -> None:
+@contextmanager
+def _loopback_without_proxy() -> Iterator[None]:
     # gRPC honours http(s)_proxy from the environment; the demo's traffic never leaves 127.0.0.1.
-    for name in ("NO_PROXY", "no_proxy"):
-        hosts = [h for h in os.environ.get(name, "").split(",") if h]
+    # Restored afterwards: the demo may run inside someone else's process.
+    saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
+    for name, value in saved.items():
+        hosts = [h for h in (value or "").split(",") if h]
         missing = [h for h in ("127.0.0.1", "localhost") if h not in hosts]
         if missing:
             os.environ[name] = ",".join([*hosts, *missing])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _report(result: DemoResult, console: Console) -> None:
