@@ -168,3 +168,14 @@ async def test_shutdown_is_bounded_when_the_endpoint_is_down(llm_server, monkeyp
     started = time.monotonic()
     provider.shutdown(timeout=1)
     assert time.monotonic() - started < 1.5
+
+
+async def test_flush_and_shutdown_report_what_happened(llm_server, grpc_receiver):
+    provider = setup_tracing(
+        exporter="otlp", endpoint=grpc_receiver.endpoint, insecure=True, set_global=False
+    )
+    await three_calls(llm_server.base_url, provider)
+    assert provider.flush(timeout=5) is True
+    assert provider.shutdown(timeout=5) is True
+    assert provider.shutdown(timeout=5) is True  # a second call says what the first did
+    assert provider.flush(timeout=5) is False  # nothing can be exported after shutdown

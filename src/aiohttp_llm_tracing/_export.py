@@ -14,6 +14,7 @@ import base64
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 from opentelemetry import trace
@@ -40,13 +41,13 @@ class TracingProvider(TracerProvider):
     waits at most ``timeout`` seconds. The provider shuts itself down at interpreter exit.
     """
 
-    _shutdown_lock = threading.Lock()
-
     def __init__(self, *args, shutdown_timeout: float = 5.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Our own exit hook, so in-flight spans are ended before the last export.
         super().__init__(*args, shutdown_on_exit=False, **kwargs)
         self._shutdown_timeout = shutdown_timeout
+        self._shutdown_lock = threading.Lock()
         self._shut = False
+        self._shutdown_ok = False
         atexit.register(self._at_exit)
 
     def _at_exit(self) -> None:
@@ -54,25 +55,35 @@ class TracingProvider(TracerProvider):
         self.shutdown()
 
     def shutdown(self, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Flush and stop the exporters; ``True`` if done within ``timeout`` seconds."""
+        """Flush and stop the exporters; ``True`` if done within ``timeout`` seconds.
+
+        A second call does nothing and returns what the first one did.
+        """
         with self._shutdown_lock:
             if self._shut:
-                return True
+                return self._shutdown_ok
             self._shut = True
         atexit.unregister(self._at_exit)
-        return _bounded(super().shutdown, self._shutdown_timeout if timeout is None else timeout)
+        self._shutdown_ok = _bounded(
+            super().shutdown, self._shutdown_timeout if timeout is None else timeout
+        )
+        return self._shutdown_ok
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export everything ended so far; ``True`` if done within ``timeout`` seconds."""
+        """Export everything ended so far; ``True`` if done within ``timeout`` seconds (and the
+        SDK reported success: after shutdown it reports failure)."""
         return _bounded(lambda: self.force_flush(int(timeout * 1000)), timeout)
 
 
-def _bounded(work, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def _bounded(work: Callable[[], object], timeout: float) -> bool:
+    """Run ``work`` on a helper thread; ``True`` if it finished within ``timeout`` and did not
+    report failure by returning ``False``."""
     done = threading.Event()
+    outcome = [False]
 
     def run() -> None:
         try:
-            work()
+            outcome[0] = work() is not False
         except Exception:
             _logger.exception("aiohttp-llm-tracing: exporter flush/shutdown failed")
         finally:
@@ -84,11 +95,11 @@ def _bounded(work, timeout: float) -> bool:  # type: ignore[no-untyped-def]
         # Python 3.12+ refuses new threads at interpreter exit: export inline, bounded then
         # by the exporter's own timeout.
         run()
-        return True
+        return outcome[0]
     finished = done.wait(timeout)
     if not finished:
         _logger.warning("aiohttp-llm-tracing: export did not finish within %.1f s", timeout)
-    return finished
+    return finished and outcome[0]
 
 
 def langfuse_exporter(
