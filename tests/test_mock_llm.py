@@ -448,3 +448,14 @@ async def test_openai_sdk(server: Any) -> None:
             )
     assert server.requests[0]["headers"]["authorization"] == "Bearer x"
     assert [r["json"]["model"] for r in server.requests[-2:]] == ["error-429", "error-429"]
+
+
+async def test_the_mock_keeps_only_its_last_requests():
+    from aiohttp_llm_tracing import mock_llm
+
+    async with mock_llm.MockLLMServer() as srv, aiohttp.ClientSession() as s:
+        for i in range(mock_llm._KEEP_REQUESTS + 5):
+            async with s.get(f"http://127.0.0.1:{srv.port}/plain?i={i}") as resp:
+                await resp.read()
+        assert len(srv.requests) == mock_llm._KEEP_REQUESTS
+        assert srv.requests[-1]["query"] == {"i": str(mock_llm._KEEP_REQUESTS + 4)}

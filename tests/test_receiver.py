@@ -147,6 +147,21 @@ def test_grpc_receiver_on_spans_wait_timeout_and_clear() -> None:
         assert receiver.spans() == [] and receiver.metadata == []
 
 
+def test_a_receiver_that_keeps_nothing_only_hands_batches_on() -> None:
+    seen: list[ReceivedSpan] = []
+    with OTLPGrpcReceiver(on_spans=seen.extend, keep=False) as receiver:
+        provider, _ = _provider(GrpcSpanExporter(endpoint=receiver.endpoint, insecure=True))
+        try:
+            for name in ("a", "b"):
+                provider.get_tracer("t").start_span(name).end()
+            assert provider.force_flush(10_000)
+            assert receiver.wait_for(2)  # still counted
+        finally:
+            provider.shutdown()
+        assert sorted(s.name for s in seen) == ["a", "b"]
+        assert receiver.spans() == [] and receiver.metadata == []  # nothing held
+
+
 def test_http_exporter_round_trip_with_gzip(http_receiver: OTLPHttpReceiver) -> None:
     exporter = HttpSpanExporter(
         endpoint=http_receiver.base_url + TRACES_PATH,

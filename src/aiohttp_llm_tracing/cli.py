@@ -111,7 +111,8 @@ def _receive(port: int, json_path: str | None, max_seconds: float | None) -> int
     out = open(json_path, "a", encoding="utf-8") if json_path else None  # noqa: SIM115
     try:
         printer = _BatchPrinter(console, out)
-        receiver = OTLPGrpcReceiver(port=port, on_spans=printer)
+        # keep=False: a receiver left running for days must not hold every span it printed.
+        receiver = OTLPGrpcReceiver(port=port, on_spans=printer, keep=False)
         try:
             bound = receiver.start()
         except RuntimeError as exc:

@@ -31,6 +31,7 @@ __all__ = ["MockLLMServer", "ThreadedServer", "create_app", "run_in_thread"]
 
 CREATED = 1700000000
 REQUESTS = web.AppKey("mock_llm_requests", list)
+_KEEP_REQUESTS = 1000
 CHUNK_DELAY = web.AppKey("mock_llm_chunk_delay", float)
 # Newer aiohttp warns on plain string request keys; older ones (>=3.9) lack RequestKey.
 _BODY: Any = web.RequestKey("mock_llm_body", dict) if hasattr(web, "RequestKey") else "mock_body"
@@ -406,7 +407,11 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[_BODY] = parsed if isinstance(parsed, dict) else {}
     headers = {k.lower(): v for k, v in request.headers.items()}
     entry = {"path": request.path, "method": request.method, "headers": headers, "json": parsed}
-    request.app[REQUESTS].append({**entry, "query": dict(request.query)})
+    requests = request.app[REQUESTS]
+    requests.append({**entry, "query": dict(request.query)})
+    if len(requests) > _KEEP_REQUESTS:
+        # A mock left running (a demo, a benchmark) must not grow with every request.
+        del requests[0]
     return await handler(request)
 
 
@@ -449,7 +454,7 @@ class MockLLMServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Received requests: ``path``, ``method``, ``headers`` (lower-cased), ``json``."""
+        """The last 1,000 requests: ``path``, ``method``, ``headers`` (lower-cased), ``json``."""
         return self.app[REQUESTS]
 
     async def start(self) -> None:

@@ -143,11 +143,18 @@ def spans_from_request(req: ExportTraceServiceRequest) -> list[ReceivedSpan]:
 
 
 class _SpanStore:
-    """Shared span bookkeeping: a lock-protected list plus a condition for waiters."""
+    """Shared span bookkeeping: a lock-protected list plus a condition for waiters.
 
-    def __init__(self, on_spans: SpansCallback | None) -> None:
+    ``keep=False`` is for a receiver that runs for long and only hands each batch to
+    ``on_spans`` (``aiohttp-llm-tracing receive``): nothing is held, so memory stays flat;
+    :meth:`wait_for` still counts what arrived.
+    """
+
+    def __init__(self, on_spans: SpansCallback | None, keep: bool) -> None:
         self._cond = threading.Condition()
         self._spans: list[ReceivedSpan] = []
+        self._received = 0
+        self._keep = keep
         self._on_spans = on_spans
         self._port: int | None = None
 
@@ -160,7 +167,9 @@ class _SpanStore:
 
     def _add_spans(self, spans: list[ReceivedSpan]) -> None:
         with self._cond:
-            self._spans.extend(spans)
+            self._received += len(spans)
+            if self._keep:
+                self._spans.extend(spans)
             self._cond.notify_all()
         # Called outside the lock so the callback may call spans() without deadlocking.
         if self._on_spans is not None and spans:
@@ -179,12 +188,13 @@ class _SpanStore:
     def wait_for(self, n: int, timeout: float = 10.0) -> bool:
         """Block until at least ``n`` spans have arrived; return False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._spans) >= n, timeout=timeout)
+            return self._cond.wait_for(lambda: self._received >= n, timeout=timeout)
 
     def clear(self) -> None:
         """Forget every span (and per-request record) received so far."""
         with self._cond:
             self._spans.clear()
+            self._received = 0
             self._clear_records()
 
     def _clear_records(self) -> None:
@@ -212,8 +222,10 @@ class OTLPGrpcReceiver(_SpanStore):
     call's invocation metadata is kept in :attr:`metadata`.
     """
 
-    def __init__(self, *, port: int = 0, on_spans: SpansCallback | None = None) -> None:
-        super().__init__(on_spans)
+    def __init__(
+        self, *, port: int = 0, on_spans: SpansCallback | None = None, keep: bool = True
+    ) -> None:
+        super().__init__(on_spans, keep)
         self._requested_port = port
         self._server: grpc.Server | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -231,8 +243,9 @@ class OTLPGrpcReceiver(_SpanStore):
             return list(self._metadata)
 
     def _record(self, metadata: dict[str, Any], spans: list[ReceivedSpan]) -> None:
-        with self._cond:
-            self._metadata.append(metadata)
+        if self._keep:
+            with self._cond:
+                self._metadata.append(metadata)
         self._add_spans(spans)
 
     def _clear_records(self) -> None:
@@ -308,8 +321,9 @@ class OTLPHttpReceiver(_SpanStore):
         port: int = 0,
         require_auth: str | None = None,
         on_spans: SpansCallback | None = None,
+        keep: bool = True,
     ) -> None:
-        super().__init__(on_spans)
+        super().__init__(on_spans, keep)
         self._requested_port = port
         self._require_auth = require_auth
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -438,8 +452,9 @@ class OTLPHttpReceiver(_SpanStore):
         for key, value in request.headers.items():
             k = key.lower()
             headers[k] = f"{headers[k]}, {value}" if k in headers else value
-        with self._cond:
-            self._requests.append(ReceivedRequest(request.path, headers, spans, status))
+        if self._keep:
+            with self._cond:
+                self._requests.append(ReceivedRequest(request.path, headers, spans, status))
         self._add_spans(spans)
 
     async def _handle_traces(self, request: web.Request) -> web.Response:
@@ -466,8 +481,9 @@ class OTLPHttpReceiver(_SpanStore):
         return web.Response(status=200, body=b"", content_type=_PROTOBUF_CONTENT_TYPE)
 
     async def _handle_other(self, request: web.Request) -> web.Response:
-        with self._cond:
-            self._other_paths.append(request.path)
+        if self._keep:
+            with self._cond:
+                self._other_paths.append(request.path)
         return web.Response(status=404, text="not found")
 
 
