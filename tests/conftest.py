@@ -79,6 +79,19 @@ def make_app(gate: Gate) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def cut(request: web.Request) -> web.StreamResponse:
+        # Promises 1000 bytes, sends 10, then drops the connection (after the test's go-ahead
+        # with ?hold=1, so the client can have the headers and stop reading first).
+        resp = web.StreamResponse(headers={"Content-Length": "1000"})
+        await resp.prepare(request)
+        await resp.write(b"0123456789")
+        if request.query.get("hold") == "1":
+            gate.reached.set()
+            await gate.go.wait()
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
     async def echo_headers(request: web.Request) -> web.Response:
         return web.json_response(dict(request.headers))
 
@@ -91,6 +104,7 @@ def make_app(gate: Gate) -> web.Application:
     app.router.add_get("/stall", stall)
     app.router.add_get("/slow-headers", slow_headers)
     app.router.add_get("/big", big)
+    app.router.add_get("/cut", cut)
     app.router.add_get("/echo-headers", echo_headers)
     return app
 

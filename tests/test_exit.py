@@ -56,3 +56,4 @@ def test_in_flight_span_is_exported_at_exit(setup):
     )
     assert "IN FLIGHT" in out.stdout, out.stderr
     assert '"llm_tracing.end_reason": "shutdown"' in out.stdout, out.stdout + out.stderr
+    assert out.stdout.count('"llm_tracing.end_reason"') == 1, out.stdout  # ended once

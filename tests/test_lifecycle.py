@@ -54,7 +54,10 @@ async def test_http_error_status_is_error(session, server, exporter, registry):
 # -- body read to the end ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["read", "text", "lines", "iter_chunked", "iter_any", "readany"])
+@pytest.mark.parametrize(
+    "how",
+    ["read", "text", "lines", "iter_chunked", "iter_any", "readany", "iter_chunks", "readchunk"],
+)
 async def test_body_read_to_end_covers_the_body(
     session, server, gate: Gate, exporter, registry, how
 ):
@@ -73,6 +76,12 @@ async def test_body_read_to_end_covers_the_body(
             body = b"".join([c async for c in resp.content.iter_chunked(3)])
         elif how == "iter_any":
             body = b"".join([c async for c in resp.content.iter_any()])
+        elif how == "iter_chunks":
+            body = b"".join([c async for c, _ in resp.content.iter_chunks()])
+        elif how == "readchunk":
+            body = b""
+            while (chunk := await resp.content.readchunk())[0]:
+                body += chunk[0]
         else:
             body = b""
             while chunk := await resp.content.readany():
@@ -87,7 +96,7 @@ async def test_body_read_to_end_covers_the_body(
 async def test_redirects_are_events_on_one_span(session, server, exporter, registry):
     async with session.get(server.make_url("/redirect/3")) as resp:
         assert await resp.json() == {"ok": True}
-    span = only_span(exporter)
+    span = assert_done(exporter, registry, EndReason.RESPONSE)
     assert [e.name for e in span.events] == ["http.redirect"] * 3
     assert span.events[0].attributes["http.response.status_code"] == 302
     assert len(registry) == 0
@@ -145,19 +154,21 @@ async def test_timeout_inside_read(provider, registry, server, gate, exporter):
 
 
 async def test_cancel_while_reading(session, server, gate, exporter, registry):
+    first_line = asyncio.Event()
+
     async def reader() -> None:
         async with session.get(server.make_url("/stall")) as resp:
             async for _ in resp.content:
-                pass
+                first_line.set()  # the next iteration blocks: the server sends nothing more
 
     task = asyncio.create_task(reader())
-    await gate.reached.wait()
-    await asyncio.sleep(0)  # let the reader block on the next line
+    await first_line.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     span = assert_done(exporter, registry, EndReason.CANCELLED)
     assert "error.type" not in span.attributes
+    assert span.attributes["http.response.status_code"] == 200  # the headers had arrived
 
 
 async def test_cancelled_read_then_reading_on(session, server, gate, exporter, registry):
@@ -307,6 +318,69 @@ async def test_another_configs_failing_end_callback_ends_ours_once(
 
 async def test_head_request_has_no_body_and_ends_at_once(session, server, exporter, registry):
     async with session.head(server.make_url("/json")) as resp:
-        assert resp.status in (200, 405)
+        assert resp.status == 200
     assert only_span(exporter).attributes["llm_tracing.end_reason"] == EndReason.RESPONSE
     assert len(registry) == 0
+    assert_done(exporter, registry, EndReason.RESPONSE)
+
+
+# -- the connection drops mid-body -------------------------------------------------------------
+
+
+async def test_connection_lost_while_reading(session, server, exporter, registry):
+    async with session.get(server.make_url("/cut")) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    span = assert_done(exporter, registry, EndReason.EXCEPTION, StatusCode.ERROR)
+    assert span.attributes["error.type"] == "ClientPayloadError"
+
+
+async def test_connection_lost_while_the_caller_is_not_reading(
+    session, server, gate, exporter, registry
+):
+    resp = await session.get(server.make_url("/cut?hold=1"))
+    await gate.reached.wait()
+    gate.go.set()
+    # No signal tells the caller; the reader only holds the error. Wait for it, bounded.
+    inner = resp.content._inner
+
+    async def dropped() -> None:
+        while inner.exception() is None:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(dropped(), 10)
+    assert exporter.get_finished_spans() == ()
+    resp.release()  # aiohttp asks the reader for its error here: the last chance to end
+    span = assert_done(exporter, registry, EndReason.EXCEPTION, StatusCode.ERROR)
+    assert span.attributes["error.type"] == "ClientPayloadError"
+
+
+# -- ended by the registry: capacity and shutdown ----------------------------------------------
+
+
+async def test_evicted_by_a_full_registry(provider, server, gate, exporter):
+    registry = SpanRegistry(maxsize=1, sweep_interval=None)
+    config = create_trace_config(tracer_provider=provider, registry=registry)
+    async with aiohttp.ClientSession(trace_configs=[config]) as s:
+        async with s.get(server.make_url("/stream")) as held:
+            await gate.reached.wait()
+            async with s.get(server.make_url("/json")) as resp:  # no room: the held one goes
+                await resp.read()
+            gate.go.set()
+            assert (await held.read()).endswith(b"line 3\n")  # the caller is unaffected
+    spans = exporter.get_finished_spans()
+    assert [s.attributes["llm_tracing.end_reason"] for s in spans] == ["evicted", "response"]
+    assert spans[0].status.status_code == StatusCode.ERROR
+    assert spans[0].attributes["error.type"] == "evicted"
+    assert registry.stats().ended == {"evicted": 1, "response": 1}
+    assert len(registry) == 0
+
+
+async def test_shutdown_ends_what_is_in_flight_once(session, server, gate, exporter, registry):
+    resp = await session.get(server.make_url("/stall"))
+    await gate.reached.wait()
+    registry.close()
+    span = assert_done(exporter, registry, EndReason.SHUTDOWN, StatusCode.ERROR)
+    assert span.attributes["error.type"] == "shutdown"
+    resp.release()  # a late signal: no second end
+    assert len(exporter.get_finished_spans()) == 1

@@ -142,7 +142,9 @@ async def test_a_failing_mask_records_no_content_and_breaks_nothing(llm_server, 
         raise RuntimeError("mask bug")
 
     await chat(tracing, llm_server.base_url, tracing.config(mask=mask))
-    span = tracing.spans()[0]
+    (span,) = tracing.spans()
+    stats = tracing.registry.stats()
+    assert stats.started == stats.ended_total == 1 and stats.in_flight == 0
     a = attrs(span)
     for key in CONTENT_KEYS:
         assert key not in a, key  # fail closed: nothing unmasked leaks

@@ -55,6 +55,8 @@ async def three_calls(base_url: str, provider) -> None:
         async for _ in stream:
             pass
         await client.embeddings.create(model="text-embedding-3-small", input="hello")
+    # Each call ended on its own path; close() would otherwise end a leaked one as "shutdown".
+    assert len(config.registry) == 0
     config.registry.close()
 
 
@@ -73,6 +75,7 @@ def assert_generations(spans: list[ReceivedSpan]) -> None:
         assert span.resource["service.name"] == "llm-tests"
         for value in span.attributes.values():
             assert API_KEY not in str(value)
+        assert span.attributes["llm_tracing.end_reason"] == "body_complete"
 
     a = chat.attributes
     assert chat.name == "chat gpt-4o-mini"

@@ -45,6 +45,7 @@ SCRIPT = textwrap.dedent(
         return {
             "trace_id": langfuse.get_current_trace_id(),
             "observation_id": langfuse.get_current_observation_id(),
+            "started": config.registry.stats().started,
         }
 
     async def main():
@@ -102,7 +103,9 @@ def test_generation_nests_under_observe_and_reaches_langfuse(receiver):
     assert generation.attributes["gen_ai.operation.name"] == "chat"
     assert generation.attributes["langfuse.observation.type"] == "generation"
     assert json.loads(generation.attributes["langfuse.observation.output"])["role"] == "assistant"
-    # The plain GET never left the process: only gen_ai spans pass the default filter.
+    # The plain GET never left the process: only gen_ai spans pass the default filter. (It was
+    # traced: both requests started a span.)
+    assert ids["started"] == 2
     assert not any(s.name == "GET" for s in spans)
     headers = receiver.requests[0].headers
     assert headers["x-langfuse-sdk-name"] == "python"

@@ -330,7 +330,12 @@ async def test_never_ending_stops_on_disconnect(caplog: pytest.LogCaptureFixture
                 if len(lines) == 5:
                     break
             resp.close()
-        await asyncio.sleep(0.3)  # > the 50 ms tick: the handler must have noticed and exited
+        # The handler notices the client left at its next tick and exits: wait for exactly
+        # that, bounded, instead of sleeping past the tick.
+        left = asyncio.all_tasks() - baseline - {asyncio.current_task()}
+        if left:
+            _, pending = await asyncio.wait(left, timeout=5)
+            assert not pending
         assert asyncio.all_tasks() - baseline == set()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

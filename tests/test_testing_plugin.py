@@ -68,7 +68,9 @@ STREAM_BODY = _sse(
 def _only(llm_tracing: TracingFixture) -> Any:
     spans = llm_tracing.spans()
     assert len(spans) == 1, [s.name for s in spans]
-    assert llm_tracing.registry.stats().in_flight == 0
+    stats = llm_tracing.registry.stats()
+    assert stats.in_flight == 0
+    assert stats.started == stats.ended_total == 1 and stats.internal_errors == 0
     return spans[0]
 
 
