@@ -15,7 +15,7 @@ from aiohttp import web
 _JSON = json.dumps({"id": 1, "ok": True, "items": [1, 2, 3], "name": "bench"}).encode()
 
 
-def _chat_json(stream_chunks: int = 0) -> bytes:
+def _chat_json() -> bytes:
     return json.dumps(
         {
             "id": "chatcmpl-bench",
@@ -99,10 +99,7 @@ async def stall(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
     await resp.prepare(request)
     await resp.write(b"first\n")
-    try:
-        await asyncio.sleep(30)
-    except asyncio.CancelledError:
-        raise
+    await asyncio.sleep(30)  # until the client goes away (the handler is then cancelled)
     return resp
 
 

@@ -230,7 +230,7 @@ class LLMCall:
         self._request_attributes(attributes, request)
         message = None
         if response is not None:
-            self._response_attributes(attributes, response, model, entry.status_code)
+            self._response_attributes(attributes, response, model)
             if response.error_message:
                 # Also when the HTTP exchange succeeded but the API reported a failure in the body.
                 message = _cut(response.error_message, self.options.max_attribute_length)
@@ -280,7 +280,7 @@ class LLMCall:
         body = self.response_body
         if body is None or body.total == 0:
             return None
-        marks = body.marks if self.is_sse else []
+        marks = body.marks  # empty unless the body was timed (SSE)
         cuts = [offset for offset, _ in marks[1:]]
         if marks and body.marks_complete:
             cuts.append(len(body.head))
@@ -380,7 +380,7 @@ class LLMCall:
                     self._content(attributes, key, value)
 
     def _response_attributes(
-        self, attributes: dict[str, Any], response: ParsedResponse, model: str | None, status: int
+        self, attributes: dict[str, Any], response: ParsedResponse, model: str | None
     ) -> None:
         if response.id:
             attributes[A.GEN_AI_RESPONSE_ID] = response.id

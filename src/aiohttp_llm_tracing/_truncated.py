@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from ._json import INVALID, loads
+
 __all__ = ["top_level_fields"]
 
 # A top-level scalar field of a JSON object, found without parsing (the object was cut). A quote
@@ -32,9 +34,9 @@ def top_level_fields(head: bytes, tail: bytes) -> dict[str, Any]:
     """
     fields: dict[str, Any] = {}
     for match in _SCALAR_FIELD.finditer(head[:65_536]):
-        fields.setdefault(match.group(1).decode(), _loads(match.group(2)))
+        fields.setdefault(match.group(1).decode(), loads(match.group(2)))
     for match in reversed(list(_SCALAR_FIELD.finditer(tail))):
-        fields.setdefault(match.group(1).decode(), _loads(match.group(2)))
+        fields.setdefault(match.group(1).decode(), loads(match.group(2)))
     for source in (tail, head[-65_536:]):
         usage = None
         for match in _USAGE_FIELD.finditer(source):
@@ -47,14 +49,4 @@ def top_level_fields(head: bytes, tail: bytes) -> dict[str, Any]:
                 continue
             fields["usage"] = value
             break
-    return {k: v for k, v in fields.items() if v is not _INVALID}
-
-
-_INVALID = object()
-
-
-def _loads(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return _INVALID
+    return {k: v for k, v in fields.items() if v is not INVALID}

@@ -33,6 +33,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from ._export import LANGFUSE_TRACES_PATH
+
 __all__ = [
     "LANGFUSE_OTLP_TRACES_PATH",
     "OTLPGrpcReceiver",
@@ -45,7 +47,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: Path on which Langfuse accepts OTLP/HTTP traces, relative to its base URL.
-LANGFUSE_OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
+LANGFUSE_OTLP_TRACES_PATH = LANGFUSE_TRACES_PATH  # the one path, shared with the exporter
 
 _HOST = "127.0.0.1"
 # Large enough for any realistic batch; the defaults (4 MiB gRPC, 1 MiB aiohttp) can

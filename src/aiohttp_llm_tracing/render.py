@@ -10,6 +10,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build_trees", "print_trees", "spans_to_json"]
 
-_STATUS_OK = 1
-_STATUS_ERROR = 2
+_STATUS_OK = Status.STATUS_CODE_OK
+_STATUS_ERROR = Status.STATUS_CODE_ERROR
 
 
 def _one_line(value: object) -> str:

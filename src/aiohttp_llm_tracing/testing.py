@@ -23,6 +23,7 @@ and mocked requests produce the same spans as real ones::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -104,22 +105,17 @@ def traced_aioresponses(**kwargs: Any) -> Any:
     return _traced_class()(**kwargs)
 
 
-_TRACED_CLASS: type | None = None
-
-
+@functools.cache
 def _traced_class() -> type:
     # Built on first use: aioresponses is an optional test dependency, and this module is
     # imported by every pytest run in an environment where the package is installed.
-    global _TRACED_CLASS
-    if _TRACED_CLASS is None:
-        try:
-            from aioresponses import aioresponses
-        except ImportError as exc:
-            raise ImportError(
-                "traced_aioresponses needs aioresponses: pip install aioresponses-ng"
-            ) from exc
-        _TRACED_CLASS = type("TracedAioresponses", (_TracedMixin, aioresponses), {})
-    return _TRACED_CLASS
+    try:
+        from aioresponses import aioresponses
+    except ImportError as exc:
+        raise ImportError(
+            "traced_aioresponses needs aioresponses: pip install aioresponses-ng"
+        ) from exc
+    return type("TracedAioresponses", (_TracedMixin, aioresponses), {})
 
 
 class _TracedMixin:

@@ -18,7 +18,7 @@ class AnthropicMessages:
     operation = "chat"
     observation_type = "generation"
     provider = "anthropic"
-    path_suffixes = ("/v1/messages", "/messages")
+    path_suffixes = ("/v1/messages",)
 
     def matches(self, path: str) -> bool:
         return path.endswith("/v1/messages")
