@@ -162,6 +162,13 @@ def test_fields_from_a_cut_request_ignore_nested_objects():
     assert top_level_fields(body[:100], body[-400:]) == {"model": "m-1", "stream": True}
 
 
+def test_fields_from_a_cut_request_keep_every_recorded_parameter():
+    params = {"temperature": 0.1, "top_p": 0.9, "top_k": 5, "frequency_penalty": 0.5}
+    params |= {"presence_penalty": 0.2, "seed": 7, "max_tokens": 9}
+    body = json.dumps({"model": "m-1", **params, "messages": [{"content": "y" * 5000}]}).encode()
+    assert top_level_fields(body[:300], b"") == {"model": "m-1", **params}
+
+
 @pytest.mark.parametrize("tail", [b"", b'"usage": {"prompt_tokens": 1', b"\xff\xfe"])
 def test_fields_tolerate_garbage(tail):
     assert top_level_fields(b'{"id": "a"', tail) == {"id": "a"}

@@ -20,7 +20,7 @@ __all__ = ["top_level_fields"]
 # inside a string is escaped, so only real keys match; nested keys with object values do not.
 _SCALAR_FIELD = re.compile(
     rb'(?<!\\)"(model|id|stream|temperature|max_tokens|max_completion_tokens|max_output_tokens'
-    rb'|top_p|seed|encoding_format|dimensions)"\s*:\s*'
+    rb'|top_p|top_k|frequency_penalty|presence_penalty|seed|encoding_format|dimensions)"\s*:\s*'
     rb'("(?:[^"\\]|\\.){0,512}"|true|false|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
 )
 _USAGE_FIELD = re.compile(rb'(?<!\\)"usage"\s*:\s*\{')
