@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aiohttp_llm_tracing import SpanRegistry, create_trace_config
+from aiohttp_llm_tracing.receiver import OTLPGrpcReceiver
 
 
 class Gate:
@@ -107,6 +109,20 @@ def make_app(gate: Gate) -> web.Application:
     app.router.add_get("/cut", cut)
     app.router.add_get("/echo-headers", echo_headers)
     return app
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for refused connections and fixed binds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[OTLPGrpcReceiver]:
+    """A real OTLP/gRPC receiver on 127.0.0.1."""
+    with OTLPGrpcReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture

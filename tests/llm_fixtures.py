@@ -14,12 +14,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 
-from aiohttp_llm_tracing import SpanRegistry, TracingTraceConfig, create_trace_config
+from aiohttp_llm_tracing import TracingTraceConfig, _demo, create_trace_config
 from aiohttp_llm_tracing.mock_llm import MockLLMServer
+from aiohttp_llm_tracing.testing import TracingFixture
 
 API_KEY = "sk-secret-test-key-0123456789"
 USER = [{"role": "user", "content": "Explain distributed tracing in one line"}]
@@ -36,23 +35,14 @@ TOOLS = [
 ]
 
 
-class Tracing:
-    """One provider + exporter + registry; trace configs are made with any options."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.registry = SpanRegistry(sweep_interval=None)
+class Tracing(TracingFixture):
+    """The plugin's fixture, plus trace configs with any options and exactly-once checks."""
 
     def config(self, **options: Any) -> TracingTraceConfig:
         return create_trace_config(tracer_provider=self.provider, registry=self.registry, **options)
 
     def session(self, *, config: TracingTraceConfig | None = None, **kwargs: Any):
         return aiohttp.ClientSession(trace_configs=[config or self.config()], **kwargs)
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
 
     def only(self) -> ReadableSpan:
         """The single finished span, after checking the registry let go of it."""
@@ -69,10 +59,6 @@ class Tracing:
         assert stats.ended_total == stats.started == len(self.spans())
         assert stats.internal_errors == 0
 
-    def close(self) -> None:
-        self.registry.close()
-        self.provider.shutdown()
-
 
 @pytest.fixture
 def tracing() -> Iterator[Tracing]:
@@ -87,19 +73,9 @@ async def llm_server() -> AsyncIterator[MockLLMServer]:
         yield srv
 
 
-def openai_client(base_url: str, config: aiohttp.TraceConfig, **kwargs: Any) -> Any:
+def openai_client(base_url: str, config: aiohttp.TraceConfig) -> Any:
     """The real openai SDK over aiohttp, with our trace config on its (lazily made) session."""
-    from openai import AsyncOpenAI, DefaultAioHttpClient
-    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-
-    transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(trace_configs=[config]))
-    return AsyncOpenAI(
-        base_url=base_url,
-        api_key=API_KEY,
-        max_retries=0,
-        http_client=DefaultAioHttpClient(transport=transport),
-        **kwargs,
-    )
+    return _demo.openai_client(base_url, config, api_key=API_KEY)
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import pytest
 from aiohttp_llm_tracing import create_trace_config, setup_tracing, trace_attributes
 from aiohttp_llm_tracing.mock_llm import MockLLMServer
 from aiohttp_llm_tracing.receiver import OTLPHttpReceiver
+from conftest import free_port
 
 COLLECTOR_DIR = Path(__file__).resolve().parents[1] / "examples" / "collector"
 ROTEL_SH = COLLECTOR_DIR / "rotel.sh"
@@ -46,12 +47,6 @@ def _rotel_bin() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> bool:
@@ -101,9 +96,9 @@ def rotel(langfuse_endpoint: OTLPHttpReceiver, tmp_path: Path) -> Iterator[str]:
     }
     last_output = ""
     for _ in range(3):  # a free port can be taken between probe and bind; retry, bounded
-        grpc_port = _free_port()
+        grpc_port = free_port()
         env["ROTEL_GRPC_ENDPOINT"] = f"127.0.0.1:{grpc_port}"
-        env["ROTEL_HTTP_ENDPOINT"] = f"127.0.0.1:{_free_port()}"
+        env["ROTEL_HTTP_ENDPOINT"] = f"127.0.0.1:{free_port()}"
         proc = subprocess.Popen(
             ["bash", str(ROTEL_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )

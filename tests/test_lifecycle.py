@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import aiohttp
@@ -12,7 +11,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from aiohttp_llm_tracing import EndReason, SpanRegistry, create_trace_config
-from conftest import Gate, only_span
+from conftest import Gate, free_port, only_span
 
 
 def assert_done(exporter, registry: SpanRegistry, reason: str, status=StatusCode.UNSET):
@@ -187,15 +186,9 @@ async def test_cancelled_read_then_reading_on(session, server, gate, exporter, r
 # -- errors before headers --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_connection_refused(session, exporter, registry):
     with pytest.raises(aiohttp.ClientConnectorError):
-        await session.get(f"http://127.0.0.1:{_free_port()}/")
+        await session.get(f"http://127.0.0.1:{free_port()}/")
     span = assert_done(exporter, registry, EndReason.EXCEPTION, StatusCode.ERROR)
     assert span.attributes["error.type"] == "ClientConnectorError"
     assert "http.response.status_code" not in span.attributes

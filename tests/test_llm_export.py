@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -15,7 +14,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from aiohttp_llm_tracing import setup_tracing
-from aiohttp_llm_tracing.receiver import OTLPGrpcReceiver, OTLPHttpReceiver, ReceivedSpan
+from aiohttp_llm_tracing.receiver import OTLPHttpReceiver, ReceivedSpan
+from conftest import free_port
 
 pytest.register_assert_rewrite("llm_fixtures")
 from llm_fixtures import ANSWER, API_KEY, USER, openai_client  # noqa: E402
@@ -23,12 +23,6 @@ from llm_fixtures import ANSWER, API_KEY, USER, openai_client  # noqa: E402
 pytest_plugins = ["llm_fixtures"]
 
 PK, SK = "pk-lf-test", "sk-lf-test"
-
-
-@pytest.fixture
-def grpc_receiver() -> Iterator[OTLPGrpcReceiver]:
-    with OTLPGrpcReceiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture
@@ -148,17 +142,11 @@ async def test_langfuse_export(llm_server, http_receiver, monkeypatch):
     assert_generations(http_receiver.spans())
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("exporter", ["otlp", "langfuse"])
 async def test_shutdown_is_bounded_when_the_endpoint_is_down(llm_server, monkeypatch, exporter):
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PK)
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", SK)
-    port = _closed_port()
+    port = free_port()
     provider = setup_tracing(
         exporter=exporter,
         endpoint=f"127.0.0.1:{port}",

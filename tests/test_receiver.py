@@ -72,12 +72,6 @@ def _emit_parent_and_child(provider: TracerProvider) -> None:
 
 
 @pytest.fixture
-def grpc_receiver() -> Iterator[OTLPGrpcReceiver]:
-    with OTLPGrpcReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def http_receiver() -> Iterator[OTLPHttpReceiver]:
     with OTLPHttpReceiver(require_auth="Basic cGs6c2s=") as receiver:
         yield receiver
