@@ -7,6 +7,7 @@ Two sources, merged per request: :func:`trace_attributes`, a context manager ove
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,27 +44,26 @@ class TraceAttributes:
         if self is _EMPTY:
             return other
         values: dict[str, Any] = {}
-        for f in fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "tags":
-                values["tags"] = tuple(dict.fromkeys((*mine, *theirs)))
-            elif f.name == "metadata":
-                values["metadata"] = {**mine, **theirs}
-            else:
-                values[f.name] = theirs if theirs is not None else mine
-        return TraceAttributes(**values)
+        for name in _SCALAR_FIELDS:
+            theirs = getattr(other, name)
+            values[name] = theirs if theirs is not None else getattr(self, name)
+        return TraceAttributes(
+            tags=tuple(dict.fromkeys((*self.tags, *other.tags))),
+            metadata={**self.metadata, **other.metadata},
+            **values,
+        )
 
-    @property
+    @functools.cached_property
     def span_attributes(self) -> dict[str, Any]:
         """The OpenTelemetry attributes for these values (computed once per instance)."""
-        cached = self.__dict__.get("_span_attributes")
-        if cached is None:
-            cached = _to_span_attributes(self)
-            object.__setattr__(self, "_span_attributes", cached)
-        return cached
+        return _to_span_attributes(self)
 
 
 _EMPTY = TraceAttributes()
+# The fields where the newer value simply wins; tags and metadata are combined instead.
+_SCALAR_FIELDS = tuple(
+    f.name for f in fields(TraceAttributes) if f.name not in ("tags", "metadata")
+)
 _CURRENT: ContextVar[TraceAttributes] = ContextVar("aiohttp_llm_tracing.trace", default=_EMPTY)
 
 
