@@ -142,3 +142,23 @@ def error_response(body: Any) -> ParsedResponse | None:
     if isinstance(error, str) and error:
         return ParsedResponse(error_message=error, output={"error": error})
     return None
+
+
+def single_or_list(outputs: list[Any]) -> Any:
+    """One output as itself, several as a list, none as ``None``."""
+    if not outputs:
+        return None
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def azure_deployment(path: str) -> str | None:
+    """The deployment name in an Azure OpenAI path (``/openai/deployments/{name}/...``).
+
+    Azure request bodies carry no model; the deployment stands in for it.
+    """
+    parts = path.split("/")
+    if "deployments" in parts:
+        i = parts.index("deployments")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return None

@@ -48,7 +48,7 @@ class OpenAIChat:
         if isinstance(body.get("response_format"), dict):
             parameters["response_format"] = body["response_format"].get("type")
         return ParsedRequest(
-            model=c.opt_str(body.get("model")) or _azure_deployment(path),
+            model=c.opt_str(body.get("model")) or c.azure_deployment(path),
             parameters=parameters,
             input=langfuse_input,
             messages=c.chat_messages(messages),
@@ -68,7 +68,7 @@ class OpenAIChat:
             id=c.opt_str(body.get("id")),
             model=c.opt_str(body.get("model")),
             finish_reasons=[r for r in reasons if r],
-            output=_single_or_list(outputs),
+            output=c.single_or_list(outputs),
             messages=[
                 {"role": "assistant", "parts": c.chat_message_parts(m), "finish_reason": r}
                 for m, r in zip(outputs, reasons)
@@ -159,7 +159,7 @@ class StreamAccumulator:
             )
             if acc.get("finish_reason"):
                 result.finish_reasons.append(str(acc["finish_reason"]))
-        result.output = _single_or_list(outputs)
+        result.output = c.single_or_list(outputs)
         result.messages = messages
         return result
 
@@ -218,19 +218,3 @@ def _output_message(message: dict[str, Any]) -> dict[str, Any]:
         if message.get(key):
             out[key] = message[key]
     return out
-
-
-def _single_or_list(outputs: list[dict[str, Any]]) -> Any:
-    if not outputs:
-        return None
-    return outputs[0] if len(outputs) == 1 else outputs
-
-
-def _azure_deployment(path: str) -> str | None:
-    # Azure OpenAI: /openai/deployments/{deployment}/chat/completions; the body has no model.
-    parts = path.split("/")
-    if "deployments" in parts:
-        i = parts.index("deployments")
-        if i + 1 < len(parts):
-            return parts[i + 1]
-    return None

@@ -8,7 +8,6 @@ from typing import Any
 from .._sse import SSEEvent
 from . import _common as c
 from .base import ParsedRequest, ParsedResponse
-from .openai_chat import _azure_deployment
 
 _PARAMETERS = (
     "temperature",
@@ -39,7 +38,7 @@ class OpenAICompletions:
         prompt = body.get("prompt")
         prompts = prompt if isinstance(prompt, list) else [prompt]
         return ParsedRequest(
-            model=c.opt_str(body.get("model")) or _azure_deployment(path),
+            model=c.opt_str(body.get("model")) or c.azure_deployment(path),
             parameters=c.pick(body, _PARAMETERS),
             input=prompt,
             messages=[
@@ -106,7 +105,7 @@ class OpenAICompletions:
             id=c.opt_str(response_id),
             model=c.opt_str(model),
             finish_reasons=[str(r) for _, r in pairs if r],
-            output=texts[0] if len(texts) == 1 else texts or None,
+            output=c.single_or_list(texts),
             messages=[
                 {"role": "assistant", "parts": [{"type": "text", "content": t}], "finish_reason": r}
                 for t, r in pairs

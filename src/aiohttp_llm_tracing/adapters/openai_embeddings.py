@@ -10,7 +10,6 @@ from .. import _attributes as A
 from .._sse import SSEEvent
 from . import _common as c
 from .base import ParsedRequest, ParsedResponse
-from .openai_chat import _azure_deployment
 
 
 class OpenAIEmbeddings:
@@ -30,7 +29,7 @@ class OpenAIEmbeddings:
         if isinstance(body.get("encoding_format"), str):
             attributes[A.GEN_AI_REQUEST_ENCODING_FORMATS] = [body["encoding_format"]]
         return ParsedRequest(
-            model=c.opt_str(body.get("model")) or _azure_deployment(path),
+            model=c.opt_str(body.get("model")) or c.azure_deployment(path),
             parameters=c.pick(body, ("dimensions", "encoding_format")),
             input=body.get("input"),
             attributes=attributes,

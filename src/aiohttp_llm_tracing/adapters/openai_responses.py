@@ -109,7 +109,7 @@ class OpenAIResponses:
             id=c.opt_str(body.get("id")),
             model=c.opt_str(body.get("model")),
             finish_reasons=[status] if status else [],
-            output=outputs[0] if len(outputs) == 1 else (outputs or None),
+            output=c.single_or_list(outputs),
             messages=[{"role": o["role"], "parts": c.chat_message_parts(o)} for o in outputs],
             usage=c.openai_usage(body.get("usage")),
         )
