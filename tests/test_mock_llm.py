@@ -5,32 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
-import importlib.util
 import json
 import logging
 import struct
 import time
 import urllib.request
 import zlib
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-try:
-    from aiohttp_llm_tracing.mock_llm import MockLLMServer, create_app, run_in_thread
-except ImportError:  # the package may be mid-edit; mock_llm imports nothing from it by design
-    _path = Path(__file__).parents[1] / "src" / "aiohttp_llm_tracing" / "mock_llm.py"
-    _spec = importlib.util.spec_from_file_location("_mock_llm_standalone", _path)
-    assert _spec is not None and _spec.loader is not None
-    _mod = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_mod)
-    MockLLMServer, create_app, run_in_thread = (
-        _mod.MockLLMServer,
-        _mod.create_app,
-        _mod.run_in_thread,
-    )
+from aiohttp_llm_tracing.mock_llm import MockLLMServer, create_app, run_in_thread
 
 USER = [{"role": "user", "content": "Explain distributed tracing for LLM calls in one line"}]
 ANSWER = "Mock answer to: " + USER[0]["content"][:40]
@@ -459,8 +445,8 @@ async def test_the_mock_keeps_only_its_last_requests():
     from aiohttp_llm_tracing import mock_llm
 
     async with mock_llm.MockLLMServer() as srv, aiohttp.ClientSession() as s:
-        for i in range(mock_llm._KEEP_REQUESTS + 5):
+        for i in range(mock_llm._wire.KEEP_REQUESTS + 5):
             async with s.get(f"http://127.0.0.1:{srv.port}/plain?i={i}") as resp:
                 await resp.read()
-        assert len(srv.requests) == mock_llm._KEEP_REQUESTS
-        assert srv.requests[-1]["query"] == {"i": str(mock_llm._KEEP_REQUESTS + 4)}
+        assert len(srv.requests) == mock_llm._wire.KEEP_REQUESTS
+        assert srv.requests[-1]["query"] == {"i": str(mock_llm._wire.KEEP_REQUESTS + 4)}

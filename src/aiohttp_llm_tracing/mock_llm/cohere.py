@@ -1,0 +1,9 @@
+"""Cohere v2 wire shapes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this API's paths on ``app``."""
