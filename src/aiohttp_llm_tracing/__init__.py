@@ -1,12 +1,16 @@
 """OpenTelemetry and Langfuse tracing for aiohttp clients, built for LLM calls.
 
-Attach one trace config to a session and every request becomes a span that ends exactly once,
-whatever the caller does; calls to OpenAI-compatible and Anthropic APIs become complete
-generations (model, messages, output, token usage, time to first token)::
+Every request becomes a span that ends exactly once, whatever the caller does; calls to the LLM
+APIs it recognises become complete generations (model, messages, output, token usage, time to
+first token). Trace every session in the process, the ones SDKs build for themselves included::
 
-    from aiohttp_llm_tracing import create_trace_config, setup_tracing
+    import aiohttp_llm_tracing
 
-    setup_tracing()
+    aiohttp_llm_tracing.setup_tracing()
+    aiohttp_llm_tracing.instrument()
+
+or attach a trace config to one session::
+
     async with aiohttp.ClientSession(trace_configs=[create_trace_config()]) as session:
         ...
 """
@@ -25,22 +29,35 @@ from ._registry import (
     RegistryStats,
     SpanRegistry,
 )
+from ._sdk_clients import (
+    anthropic_http_client,
+    groq_http_client,
+    openai_http_client,
+    together_http_client,
+)
 from ._trace_config import TracingTraceConfig, create_trace_config
 from ._version import __version__
+from .instrumentation import AiohttpLLMInstrumentor, instrument
 
 __all__ = [
     "DEFAULT_MAXSIZE",
     "DEFAULT_SWEEP_INTERVAL",
     "DEFAULT_TTL",
+    "AiohttpLLMInstrumentor",
     "EndReason",
     "RegistryStats",
     "SpanRegistry",
     "TraceAttributes",
     "TracingTraceConfig",
     "__version__",
+    "anthropic_http_client",
     "create_trace_config",
     "current_trace_attributes",
+    "groq_http_client",
+    "instrument",
+    "openai_http_client",
     "setup_tracing",
+    "together_http_client",
     "trace_attributes",
 ]
 

@@ -1,6 +1,7 @@
 """Testing helpers for users: a pytest plugin with an in-memory span exporter.
 
-Installed as a pytest plugin by the package; use the ``llm_tracing`` fixture::
+Installed as a pytest plugin by the package; use the ``llm_tracing`` fixture (or
+``llm_tracing_instrumented``, which traces every session the test creates, SDKs' included)::
 
     async def test_agent(llm_tracing):
         async with aiohttp.ClientSession(trace_configs=[llm_tracing.trace_config]) as s:
@@ -43,6 +44,7 @@ __all__ = [
     "TracingFixture",
     "llm_tracing",
     "llm_tracing_aioresponses",
+    "llm_tracing_instrumented",
     "traced_aioresponses",
 ]
 
@@ -79,6 +81,28 @@ def llm_tracing() -> Iterator[TracingFixture]:
     fixture = TracingFixture()
     yield fixture
     fixture.close()
+
+
+@pytest.fixture
+def llm_tracing_instrumented() -> Iterator[TracingFixture]:
+    """A :class:`TracingFixture` that every ``ClientSession`` created during the test reports
+    to, the sessions that SDKs build for themselves included (through
+    :class:`AiohttpLLMInstrumentor`, uninstrumented again afterwards)."""
+    from .instrumentation import AiohttpLLMInstrumentor
+
+    fixture = TracingFixture()
+    instrumentor = AiohttpLLMInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        raise RuntimeError("llm_tracing_instrumented: the process is instrumented already")
+    instrumentor.instrument(tracer_provider=fixture.provider, registry=fixture.registry)
+    if instrumentor.trace_config is None or not instrumentor.is_instrumented_by_opentelemetry:
+        raise RuntimeError("llm_tracing_instrumented: instrument() did not run (disabled?)")
+    fixture.trace_config = instrumentor.trace_config
+    try:
+        yield fixture
+    finally:
+        instrumentor.uninstrument()
+        fixture.close()
 
 
 @pytest.fixture

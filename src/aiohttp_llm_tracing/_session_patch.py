@@ -1,0 +1,138 @@
+"""The one patch of ``aiohttp.ClientSession.__init__``, shared by the instrumentor and the SDK
+client helpers.
+
+While it is installed, every session built gets a trace config appended to its
+``trace_configs``: the helper's own config while an SDK client builds its session inside
+:func:`scoped`, else the instrumentor's process-wide config, else none. A session whose caller
+already passed one of ours is left as it is, so no request is traced twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import aiohttp
+import wrapt
+
+from ._trace_config import TracingTraceConfig
+
+__all__ = ["install", "installed", "scoped", "set_global", "uninstall"]
+
+_logger = logging.getLogger("aiohttp_llm_tracing")
+_CONTRIB_MODULE = "opentelemetry.instrumentation.aiohttp_client"
+_SCOPED: ContextVar[TracingTraceConfig | None] = ContextVar(
+    "aiohttp_llm_tracing_session_config", default=None
+)
+_LOCK = threading.Lock()
+
+
+def with_config(configs: Any, config: TracingTraceConfig) -> list[Any]:
+    """``configs`` as a new list that holds one of ours: the caller's list is never mutated."""
+    if not configs:
+        return [config]
+    # A copy, never the caller's list: litellm passes one list to every session it builds.
+    result = list(configs)
+    if not any(isinstance(c, TracingTraceConfig) for c in result):
+        result.append(config)
+    return result
+
+
+def contrib_active() -> bool:
+    """Whether OpenTelemetry's own aiohttp-client instrumentor is on in this process."""
+    module = sys.modules.get(_CONTRIB_MODULE)
+    instrumentor = getattr(module, "AioHttpClientInstrumentor", None)
+    instance = getattr(instrumentor, "_instance", None)
+    return bool(getattr(instance, "is_instrumented_by_opentelemetry", False))
+
+
+class _InitWrapper:
+    """The ``wrapt`` wrapper around ``ClientSession.__init__``; it never raises on its own."""
+
+    __slots__ = ("global_config", "warned_contrib")
+
+    def __init__(self) -> None:
+        self.global_config: TracingTraceConfig | None = None
+        self.warned_contrib = False
+
+    def __call__(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        config = _SCOPED.get()
+        if config is None:
+            config = self.global_config
+        if config is not None:
+            try:
+                # aiohttp takes trace_configs by keyword only; wrapt hands us a fresh kwargs dict.
+                kwargs["trace_configs"] = with_config(kwargs.get("trace_configs"), config)
+                if not self.warned_contrib and self.global_config is not None:
+                    self._check_contrib()
+            except Exception as exc:
+                config.registry.record_internal_error("ClientSession.__init__", exc)
+        return wrapped(*args, **kwargs)
+
+    def _check_contrib(self) -> None:
+        if contrib_active():
+            self.warned_contrib = True
+            _logger.warning(
+                "aiohttp-llm-tracing: OpenTelemetry's aiohttp-client instrumentation is active "
+                "too, so every request gets two CLIENT spans. Turn it off with "
+                "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=aiohttp-client (or do not call "
+                "AioHttpClientInstrumentor().instrument())."
+            )
+
+
+_WRAPPER = _InitWrapper()
+
+
+def _chain() -> Iterator[Any]:
+    """``ClientSession.__init__`` and every function it wraps, outermost first."""
+    func = aiohttp.ClientSession.__dict__.get("__init__")
+    while func is not None:
+        yield func
+        func = getattr(func, "__wrapped__", None)
+
+
+def installed() -> bool:
+    """Whether our wrapper is anywhere in ``ClientSession.__init__``'s wrapper chain."""
+    return any(getattr(f, "_self_wrapper", None) is _WRAPPER for f in _chain())
+
+
+def install() -> None:
+    """Wrap ``ClientSession.__init__`` once; further calls do nothing. Thread-safe."""
+    with _LOCK:
+        if not installed():
+            # wrapt keeps the signature, __wrapped__ and subclass calls through super() intact.
+            wrapt.wrap_function_wrapper(aiohttp.ClientSession, "__init__", _WRAPPER)
+
+
+def uninstall() -> None:
+    """Restore the original ``__init__``, unless another wrapper was put on top of ours.
+
+    Then ours stays in the chain but adds nothing without a global or scoped config:
+    unwrapping the outermost wrapper would remove someone else's.
+    """
+    with _LOCK:
+        outer = aiohttp.ClientSession.__dict__.get("__init__")
+        if getattr(outer, "_self_wrapper", None) is _WRAPPER:
+            aiohttp.ClientSession.__init__ = outer.__wrapped__  # type: ignore[method-assign]
+
+
+def set_global(config: TracingTraceConfig | None) -> None:
+    """The config every new session gets, or ``None`` for none (the instrumentor's switch)."""
+    _WRAPPER.global_config = config
+    _WRAPPER.warned_contrib = False
+
+
+@contextlib.contextmanager
+def scoped(config: TracingTraceConfig) -> Iterator[None]:
+    """Give ``config`` to every session built in this block (in this task or thread)."""
+    install()
+    token = _SCOPED.set(config)
+    try:
+        yield
+    finally:
+        _SCOPED.reset(token)
