@@ -139,8 +139,8 @@ def _responses(request: web.Request, body: dict[str, Any], model: str) -> Built:
 
 
 def add_routes(app: web.Application) -> None:
-    """OpenAI's paths, and Azure's deployment paths for the same shapes."""
-    for prefix in ("/v1", "/openai/deployments/{deployment}"):
+    """OpenAI's paths, Azure's deployment paths and Groq's ``/openai/v1`` for the same shapes."""
+    for prefix in ("/v1", "/openai/v1", "/openai/deployments/{deployment}"):
         app.router.add_post(f"{prefix}/chat/completions", _chat)
         app.router.add_post(f"{prefix}/completions", _completions)
         app.router.add_post(f"{prefix}/embeddings", _embeddings)
