@@ -18,7 +18,12 @@ import sys
 
 import aiohttp
 
-from aiohttp_llm_tracing import create_trace_config, setup_tracing, trace_attributes
+from aiohttp_llm_tracing import (
+    create_trace_config,
+    openai_http_client,
+    setup_tracing,
+    trace_attributes,
+)
 
 REQUIRED = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "OPENAI_API_KEY")
 CHAT_MODEL = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
@@ -31,19 +36,11 @@ def missing_settings() -> list[str]:
 
 
 def traced_openai(trace_config: aiohttp.TraceConfig):  # -> openai.AsyncOpenAI
-    """The official SDK over aiohttp, its session built with our trace config."""
-    from openai import AsyncOpenAI, DefaultAioHttpClient
+    """The official SDK over its own aiohttp client, its session traced by ``trace_config``."""
+    from openai import AsyncOpenAI
 
-    try:  # openai 3.x vendors the aiohttp transport
-        from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-    except ImportError:  # openai 1.x/2.x
-        from httpx_aiohttp import AiohttpTransport
-
-    transport = AiohttpTransport(
-        client=lambda: aiohttp.ClientSession(trace_configs=[trace_config]),
-    )
     # API key and OPENAI_BASE_URL come from the environment, as the SDK always does.
-    return AsyncOpenAI(http_client=DefaultAioHttpClient(transport=transport))
+    return AsyncOpenAI(http_client=openai_http_client(trace_config=trace_config))
 
 
 async def run() -> None:

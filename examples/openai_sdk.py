@@ -13,16 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-import aiohttp
-from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai import AsyncOpenAI
 
-from aiohttp_llm_tracing import create_trace_config, setup_tracing, trace_attributes
+from aiohttp_llm_tracing import openai_http_client, setup_tracing, trace_attributes
 from aiohttp_llm_tracing.mock_llm import MockLLMServer
-
-try:  # openai 3.x vendors the aiohttp transport
-    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-except ImportError:  # openai 1.x/2.x: pip install "openai[aiohttp]" brings httpx-aiohttp
-    from httpx_aiohttp import AiohttpTransport
 
 MODEL = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
 
@@ -36,17 +30,8 @@ def exporter_from_env() -> str:
 
 
 def traced_openai(base_url: str, api_key: str) -> AsyncOpenAI:
-    """An ``AsyncOpenAI`` whose requests go through a traced aiohttp session."""
-    trace_config = create_trace_config()
-    transport = AiohttpTransport(
-        # A factory, not a session: the transport builds it inside the running event loop.
-        client=lambda: aiohttp.ClientSession(trace_configs=[trace_config]),
-    )
-    return AsyncOpenAI(
-        base_url=base_url,
-        api_key=api_key,
-        http_client=DefaultAioHttpClient(transport=transport),
-    )
+    """An ``AsyncOpenAI`` over the SDK's own aiohttp client, its session traced."""
+    return AsyncOpenAI(base_url=base_url, api_key=api_key, http_client=openai_http_client())
 
 
 async def chat_and_stream(client: AsyncOpenAI) -> None:

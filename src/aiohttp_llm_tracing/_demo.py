@@ -27,6 +27,7 @@ from ._context import trace_attributes
 from ._export import setup_tracing
 from ._reasons import EndReason
 from ._registry import RegistryStats
+from ._sdk_clients import openai_http_client
 from ._trace_config import TracingTraceConfig, create_trace_config
 from .mock_llm import MockLLMServer
 from .receiver import OTLPGrpcReceiver, ReceivedSpan
@@ -72,27 +73,13 @@ class DemoResult:
         return not self.problems
 
 
-def openai_client(base_url: str, trace_config: aiohttp.TraceConfig, api_key: str = "demo") -> Any:
-    """An ``AsyncOpenAI`` whose HTTP goes through aiohttp sessions traced by ``trace_config``.
+def openai_client(base_url: str, trace_config: TracingTraceConfig, api_key: str = "demo") -> Any:
+    """An ``AsyncOpenAI`` over the SDK's own aiohttp client, its session traced by
+    ``trace_config`` (built lazily by the transport, inside the running loop)."""
+    from openai import AsyncOpenAI
 
-    The session is built lazily by the transport, inside the running loop, as aiohttp wants.
-    """
-    from openai import AsyncOpenAI, DefaultAioHttpClient
-
-    try:  # openai 3.x vendors the transport
-        from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-    except ImportError:  # openai 1.x/2.x use the httpx-aiohttp package
-        from httpx_aiohttp import AiohttpTransport
-
-    transport = AiohttpTransport(
-        client=lambda: aiohttp.ClientSession(trace_configs=[trace_config]),
-    )
-    return AsyncOpenAI(
-        base_url=base_url,
-        api_key=api_key,
-        max_retries=0,
-        http_client=DefaultAioHttpClient(transport=transport),
-    )
+    http_client = openai_http_client(trace_config=trace_config)
+    return AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, http_client=http_client)
 
 
 class _HeadersSent:

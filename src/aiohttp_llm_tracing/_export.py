@@ -178,8 +178,39 @@ def setup_tracing(
             BatchSpanProcessor(span_exporter, export_timeout_millis=export_timeout * 1000, **kwargs)
         )
     if set_global:
+        _warn_if_global_provider_exports()
         trace.set_tracer_provider(provider)
     return provider
+
+
+_warned_global = False
+
+
+def _warn_if_global_provider_exports() -> None:
+    """Warn when another SDK provider with processors is the global one already.
+
+    OpenTelemetry keeps the first global provider, so ours would not replace it: spans from
+    trace configs built without ``tracer_provider=`` go to that one, and with the Langfuse SDK
+    (whose processor exports to Langfuse itself) every span can reach Langfuse twice.
+    """
+    global _warned_global
+    current = trace.get_tracer_provider()
+    if _warned_global or not isinstance(current, TracerProvider):
+        return
+    # The SDK has no public accessor for a provider's processors.
+    active = getattr(current, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", ())
+    if processors:
+        _warned_global = True
+        names = ", ".join(sorted({type(p).__name__ for p in processors}))
+        _logger.warning(
+            "aiohttp-llm-tracing: a global TracerProvider with span processors (%s) is installed "
+            "already and stays the global one; setup_tracing's provider is not made global. "
+            "Pass tracer_provider= to instrument()/create_trace_config(), or use that provider "
+            "alone (with the Langfuse SDK, setup_tracing(exporter='langfuse') beside it exports "
+            "every span twice).",
+            names,
+        )
 
 
 def _exporter(

@@ -22,7 +22,7 @@ import wrapt
 
 from ._trace_config import TracingTraceConfig
 
-__all__ = ["install", "installed", "scoped", "set_global", "uninstall"]
+__all__ = ["acquire", "contrib_active", "installed", "release", "scoped", "set_global"]
 
 _logger = logging.getLogger("aiohttp_llm_tracing")
 _CONTRIB_MODULE = "opentelemetry.instrumentation.aiohttp_client"
@@ -101,21 +101,33 @@ def installed() -> bool:
     return any(getattr(f, "_self_wrapper", None) is _WRAPPER for f in _chain())
 
 
-def install() -> None:
-    """Wrap ``ClientSession.__init__`` once; further calls do nothing. Thread-safe."""
+# The patch is on the class only while someone needs it: the instrumentor while instrumented,
+# each helper-built SDK client for the instant its transport builds its session.
+_users = 0
+
+
+def acquire() -> None:
+    """Take a reference on the patch, wrapping ``ClientSession.__init__`` on the first one."""
+    global _users
     with _LOCK:
+        _users += 1
         if not installed():
             # wrapt keeps the signature, __wrapped__ and subclass calls through super() intact.
             wrapt.wrap_function_wrapper(aiohttp.ClientSession, "__init__", _WRAPPER)
 
 
-def uninstall() -> None:
-    """Restore the original ``__init__``, unless another wrapper was put on top of ours.
+def release() -> None:
+    """Drop a reference; the last one restores the original ``__init__``.
 
-    Then ours stays in the chain but adds nothing without a global or scoped config:
-    unwrapping the outermost wrapper would remove someone else's.
+    Unless another wrapper was put on top of ours: unwrapping the outermost one would remove
+    someone else's, so ours stays in the chain, adding nothing without a global or scoped
+    config.
     """
+    global _users
     with _LOCK:
+        _users = max(0, _users - 1)
+        if _users:
+            return
         outer = aiohttp.ClientSession.__dict__.get("__init__")
         if getattr(outer, "_self_wrapper", None) is _WRAPPER:
             aiohttp.ClientSession.__init__ = outer.__wrapped__  # type: ignore[method-assign]
@@ -130,9 +142,10 @@ def set_global(config: TracingTraceConfig | None) -> None:
 @contextlib.contextmanager
 def scoped(config: TracingTraceConfig) -> Iterator[None]:
     """Give ``config`` to every session built in this block (in this task or thread)."""
-    install()
+    acquire()
     token = _SCOPED.set(config)
     try:
         yield
     finally:
         _SCOPED.reset(token)
+        release()

@@ -96,7 +96,7 @@ class AiohttpLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         config = create_trace_config(**kwargs)
         self._config = config
         _session_patch.set_global(config)
-        _session_patch.install()
+        _session_patch.acquire()
         if _session_patch.contrib_active():
             # Logged now rather than at the first session, where the user would not look.
             _session_patch._WRAPPER._check_contrib()
@@ -105,7 +105,7 @@ class AiohttpLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _session_patch.set_global(None)
-        _session_patch.uninstall()
+        _session_patch.release()
 
     @property
     def trace_config(self) -> TracingTraceConfig | None:
