@@ -33,6 +33,7 @@ from . import _attributes as A
 from ._capture import BodyCapture
 from ._context import TraceAttributes
 from ._decode import Decoded, decode
+from ._framing import CUT_OFF, frame, stream_kind
 from ._json import INVALID, dumps, loads
 from ._reasons import EndReason
 from ._sse import parse_sse
@@ -144,7 +145,6 @@ class LLMCall:
         "adapter",
         "content_encoding",
         "failures",
-        "is_sse",
         "options",
         "path",
         "provider",
@@ -153,6 +153,7 @@ class LLMCall:
         "response_body",
         "start_attributes",
         "started_ns",
+        "stream_kind",
         "trace_attrs",
     )
 
@@ -164,14 +165,16 @@ class LLMCall:
         self.path = url.raw_path
         self.trace_attrs = trace_attrs
         self.provider = (
-            options.provider_name or _provider_by_host(url.raw_host or "") or adapter.provider
+            options.provider_name
+            or _provider_by_host(url.raw_host or "")
+            or _provider_by_path(adapter, self.path)
         )
         # A short tail: a big request's model may be its last field.
         self.request_body = BodyCapture(options.max_body_bytes, tail_limit=_REQUEST_TAIL)
         self.redirected_body: BodyCapture | None = None
         self.response_body: BodyCapture | None = None
         self.content_encoding: str | None = None
-        self.is_sse = False
+        self.stream_kind: str | None = None
         self.failures: list[tuple[str, Exception]] = []
         self.started_ns = time.time_ns()
         self.start_attributes = {
@@ -198,9 +201,11 @@ class LLMCall:
     def on_response(self, response: ClientResponse) -> BodyCapture:
         """Headers arrived: decide how the body will be read back and start capturing it."""
         headers = response.headers
-        self.is_sse = "event-stream" in headers.get("Content-Type", "")
+        self.stream_kind = stream_kind(headers.get("Content-Type", ""))
         self.content_encoding = headers.get("Content-Encoding")
-        self.response_body = BodyCapture(self.options.max_body_bytes, timed=self.is_sse)
+        # Timed whatever the type: a JSON array can be a stream too (Gemini without alt=sse),
+        # and a plain JSON body costs one clock read per read, of which it has a few.
+        self.response_body = BodyCapture(self.options.max_body_bytes, timed=True)
         return self.response_body
 
     # -- the end -------------------------------------------------------------------------------
@@ -280,7 +285,7 @@ class LLMCall:
         body = self.response_body
         if body is None or body.total == 0:
             return None
-        marks = body.marks  # empty unless the body was timed (SSE)
+        marks = body.marks
         cuts = [offset for offset, _ in marks[1:]]
         if marks and body.marks_complete:
             cuts.append(len(body.head))
@@ -291,38 +296,69 @@ class LLMCall:
         tail = bytes(body.tail) if body.truncated and not decoded.encoded else b""
         if body.truncated:
             _mark(attributes, A.BODY_TRUNCATED, "response")
+        kind = self.stream_kind
         # Some servers label their event streams text/plain or application/json.
-        if self.is_sse or head[:64].lstrip().startswith(_SSE_STARTS):
-            fast = getattr(self.adapter, "parse_stream_body", None)
-            response = fast(head) if fast is not None and not body.truncated else None
-            if response is None:
-                events = parse_sse(head)
-                if tail:
-                    # The tail window recovers the closing events (usage, finish reason).
-                    offset = body.total - len(tail)
-                    events += parse_sse(tail, base_offset=offset, partial_head=True)
-                response = self.adapter.parse_stream(events)
-            self._first_chunk(attributes, response, decoded, marks)
-            last = tail or (b"" if body.truncated else head)  # unknown if cut and compressed
-            if reason == EndReason.BODY_COMPLETE and _cut_mid_event(last):
-                # Read to its end, yet the last event never finished: the server cut it off.
-                _mark(attributes, A.PARSE_ERROR, "response: event stream cut off mid-event")
-            elif _is_empty(response):
-                _mark(attributes, A.PARSE_ERROR, "response: no recognised events")
-            return response
+        if kind is None and head[:64].lstrip().startswith(_SSE_STARTS):
+            kind = "sse"
+        if kind is None and not body.truncated:
+            data = loads(head)
+            if data is INVALID and b"}\n{" in head:
+                kind = "ndjson"  # JSON lines served as application/json
+        if kind is not None:
+            return self._parse_stream(attributes, reason, kind, head, tail, decoded, marks)
         if body.truncated:
             # Cut JSON does not parse; id, model and usage are at its ends.
             response = self.adapter.parse_response(top_level_fields(head, tail))
             response.output = response.messages = None
             response.attributes = {}
             return response
-        data = loads(head)
         if data is INVALID:
             _mark(attributes, A.PARSE_ERROR, "response: not JSON")
             return None
         response = self.adapter.parse_response(data)
         if _is_empty(response):
             _mark(attributes, A.PARSE_ERROR, "response: unrecognised JSON shape")
+        elif isinstance(data, list) and response.first_chunk_offset is None:
+            # A JSON array of chunks (Gemini's stream without alt=sse): the first element is
+            # the first chunk.
+            response.first_chunk_offset = max(0, head.find(b"{"))
+            self._first_chunk(attributes, response, decoded, marks)
+        return response
+
+    def _parse_stream(
+        self,
+        attributes: dict[str, Any],
+        reason: str,
+        kind: str,
+        head: bytes,
+        tail: bytes,
+        decoded: Decoded,
+        marks: list[tuple[int, int]],
+    ) -> ParsedResponse:
+        body = self.response_body
+        assert body is not None
+        response = None
+        if kind == "sse" and not body.truncated:
+            fast = getattr(self.adapter, "parse_stream_body", None)
+            response = fast(head) if fast is not None else None
+        problem = None
+        if response is None:
+            # The tail window recovers the closing events (usage, finish reason).
+            framed = frame(kind, head, tail=tail, tail_offset=body.total - len(tail))
+            problem = framed.problem
+            response = self.adapter.parse_stream(framed.events)
+        self._first_chunk(attributes, response, decoded, marks)
+        if kind == "sse":
+            last = tail or (b"" if body.truncated else head)  # unknown if cut and compressed
+            problem = CUT_OFF if _cut_mid_event(last) else None
+        if problem == CUT_OFF and reason != EndReason.BODY_COMPLETE:
+            problem = None  # the caller stopped reading early: an unfinished event is expected
+        if problem is not None:
+            # Read to its end, yet the last event never finished (the server cut it off), or a
+            # frame that does not decode.
+            _mark(attributes, A.PARSE_ERROR, f"response: {problem}")
+        elif _is_empty(response):
+            _mark(attributes, A.PARSE_ERROR, "response: no recognised events")
         return response
 
     def _first_chunk(
@@ -504,6 +540,12 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+
+
+def _provider_by_path(adapter: Adapter, path: str) -> str:
+    # One API shape can be served by several providers (Gemini on AI Studio or Vertex AI).
+    by_path = getattr(adapter, "provider_for", None)
+    return by_path(path) if by_path is not None else adapter.provider
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import bedrock, cohere, gemini, ollama, textgen
 from .anthropic_messages import AnthropicMessages
 from .base import Adapter, ParsedRequest, ParsedResponse, Usage
 from .openai_chat import OpenAIChat
@@ -29,4 +30,10 @@ DEFAULT_ADAPTERS: tuple[Adapter, ...] = (
     OpenAIEmbeddings(),
     OpenAIResponses(),
     AnthropicMessages(),
+    *gemini.ADAPTERS,
+    *bedrock.ADAPTERS,
+    *cohere.ADAPTERS,
+    # Ollama's /api/generate ends with /generate too: it must be tried before TGI and SGLang.
+    *ollama.ADAPTERS,
+    *textgen.ADAPTERS,
 )

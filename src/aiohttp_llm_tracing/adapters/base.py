@@ -89,4 +89,12 @@ class Adapter(Protocol):
         """Facts from a decoded JSON response body."""
 
     def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
-        """Facts from a response's server-sent events, in order."""
+        """Facts from a response's stream events, in order, whatever the framing: SSE events,
+        NDJSON lines (``event`` empty, ``data`` the line) or AWS eventstream frames (``event``
+        the ``:event-type`` header, or ``:exception-type`` for an exception frame; ``data`` the
+        payload). A JSON array of chunks arrives whole through :meth:`parse_response` instead.
+
+        Optional, beside these: ``provider_for(path) -> str``, when the provider depends on the
+        path (Gemini on AI Studio or Vertex AI), and ``parse_stream_body(body) -> ParsedResponse
+        | None``, a fast path over a whole SSE body that must equal ``parse_stream``'s result.
+        """

@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from . import anthropic, bedrock, cohere, gemini, openai
+from . import anthropic, bedrock, cohere, gemini, ollama, openai, textgen
 from ._wire import BLOCK, BODY, CHUNK_DELAY, KEEP_REQUESTS, REQUESTS, Handler, send
 
 __all__ = ["create_app"]
@@ -76,7 +76,7 @@ def create_app(*, chunk_delay: float = 0.0) -> web.Application:
     """Build the mock application; ``chunk_delay`` seconds are slept between stream chunks."""
     app = web.Application(middlewares=[_record])
     app[REQUESTS], app[CHUNK_DELAY] = [], float(chunk_delay)
-    for api in (openai, anthropic, gemini, bedrock, cohere):
+    for api in (openai, anthropic, gemini, bedrock, cohere, ollama, textgen):
         api.add_routes(app)
     app.router.add_get("/plain", _plain)
     app.router.add_get("/slow", _slow)
