@@ -22,6 +22,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/session_create.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/llm_peers.py
 

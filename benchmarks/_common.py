@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: the server process and a no-op exporter."""
+"""Helpers shared by the benchmark scripts: the server process, a no-op exporter and the floor
+tracer."""
 
 from __future__ import annotations
 
@@ -76,3 +77,42 @@ class CountingExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+def floor_trace_config(provider):  # type: ignore[no-untyped-def]
+    """The least a span per request can cost: start with two attributes, end with the status.
+
+    No request ID, no registry, no propagation, no error or body handling: a reference point,
+    not a usable tracer. Whatever any tracer adds costs on top of this.
+    """
+    import aiohttp
+    from opentelemetry.trace import SpanKind
+
+    tracer = provider.get_tracer("floor")
+    config = aiohttp.TraceConfig()
+
+    async def start(session, ctx, params):  # type: ignore[no-untyped-def]
+        ctx.span = tracer.start_span(
+            params.method,
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": params.method, "url.full": str(params.url)},
+        )
+
+    async def end(session, ctx, params):  # type: ignore[no-untyped-def]
+        ctx.span.set_attribute("http.response.status_code", params.response.status)
+        ctx.span.end()
+
+    config.on_request_start.append(start)
+    config.on_request_end.append(end)
+    return config
+
+
+def round_order(items: list, r: int) -> list:  # type: ignore[type-arg]
+    """Round ``r``'s running order: rotated by ``r``, and reversed every other round.
+
+    Rotation alone keeps each item right behind the same neighbour almost every round (the one
+    after bare always pays for following it); reversing on odd rounds gives it both neighbours.
+    """
+    shift = r % len(items)
+    order = items[shift:] + items[:shift]
+    return order[::-1] if r % 2 else order

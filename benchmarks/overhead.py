@@ -5,10 +5,11 @@
 A loopback aiohttp server runs in its own process (CPU 1). For each concurrency (1 and 50), each
 rep is one fresh client process (CPU 0) holding every mode warm side by side, each with its own
 session, TracerProvider and BatchSpanProcessor into a no-op exporter (flushed inside the timed
-window). Bursts of each mode take turns round by round, in rotated order, and a mode's overhead
-is the median over rounds of its burst minus bare's burst of the same round: this machine's
-speed drifts by up to 4x over minutes, and only a difference taken side by side cancels it.
-Reported: the median of reps (each rep's figure is shown), process CPU alongside wall time.
+window). Bursts of each mode take turns round by round, in rotated order (reversed every other
+round, so no mode always follows the same neighbour), and a mode's overhead is the median over
+rounds of its burst minus bare's burst of the same round: this machine's speed drifts by up to 4x
+over minutes, and only a difference taken side by side cancels it. Reported: the median of reps
+(each rep's figure is shown), process CPU alongside wall time.
 Results are printed and written to benchmarks/results/overhead.json.
 
 Two reference modes: ``floor_plain`` is not a tracer but a trace config that only starts an SDK
@@ -16,6 +17,12 @@ span with two attributes and ends it with the status, so its ratio to contrib sh
 any tracer's cost is the span itself; ``lean_plain`` is ours with ``propagate=False``,
 ``request_id_header=None`` and ``llm=False``, so the gap between it and ``ours_plain`` is what those
 defaults cost.
+
+``inst_plain`` is ours reached through the instrumentor, ``instrument(tracer_provider=...)``, with
+the same default options as ``ours_plain``: the two should cost the same, and
+``c{conc}_inst_minus_ours_us`` (the median over reps of each rep's median of same-round
+differences) is the check. The instrumentor is on only while that mode's session is built, and
+the worker asserts that no other mode's session picked up its config.
 """
 
 from __future__ import annotations
@@ -33,10 +40,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _common import round_order  # noqa: E402
+
 MODES = {
     # name: (traced by, request kind)
     "bare_plain": ("bare", "plain"),
     "ours_plain": ("ours", "plain"),
+    "inst_plain": ("inst", "plain"),  # ours, appended by instrument() rather than by hand
     "contrib_plain": ("contrib", "plain"),
     "floor_plain": ("floor", "plain"),
     "lean_plain": ("lean", "plain"),
@@ -80,36 +90,10 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
             )
         ]
     if tracer == "floor":
-        return [_floor_trace_config(provider)]
+        from _common import floor_trace_config
+
+        return [floor_trace_config(provider)]
     return []
-
-
-def _floor_trace_config(provider):  # type: ignore[no-untyped-def]
-    """The least a span per request can cost: start with two attributes, end with the status.
-
-    No request ID, no registry, no propagation, no error or body handling: a reference point,
-    not a usable tracer. Whatever any tracer adds costs on top of this.
-    """
-    import aiohttp
-    from opentelemetry.trace import SpanKind
-
-    tracer = provider.get_tracer("floor")
-    config = aiohttp.TraceConfig()
-
-    async def start(session, ctx, params):  # type: ignore[no-untyped-def]
-        ctx.span = tracer.start_span(
-            params.method,
-            kind=SpanKind.CLIENT,
-            attributes={"http.request.method": params.method, "url.full": str(params.url)},
-        )
-
-    async def end(session, ctx, params):  # type: ignore[no-untyped-def]
-        ctx.span.set_attribute("http.response.status_code", params.response.status)
-        ctx.span.end()
-
-    config.on_request_start.append(start)
-    config.on_request_end.append(end)
-    return config
 
 
 class _Mode:
@@ -137,10 +121,20 @@ class _Mode:
             self.target = f"{url}/v1/chat/completions?chunks={SSE_CHUNKS}"
             self.body = {**_CHAT_BODY, "stream": True}
         self.concurrency = concurrency
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency),
-            trace_configs=_trace_configs(self.tracer, self.provider),
-        )
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        self.configs = _trace_configs(self.tracer, self.provider)
+        if self.tracer == "inst":
+            from aiohttp_llm_tracing import instrument
+
+            # Instrumented only while this one session is built: every other mode's session is
+            # built outside the window and must stay as its mode made it (see _check_sessions).
+            instrumentor = instrument(tracer_provider=self.provider)
+            try:
+                self.session = aiohttp.ClientSession(connector=connector)
+            finally:
+                instrumentor.uninstrument()
+        else:
+            self.session = aiohttp.ClientSession(connector=connector, trace_configs=self.configs)
         self.sent = 0
 
     async def _one(self) -> None:
@@ -179,18 +173,39 @@ class _Mode:
             raise RuntimeError(f"{self.name}: exported {self.exporter.count} < {self.sent}")
 
 
+def _check_sessions(runners: list[_Mode]) -> None:
+    """The instrumentor is off again, and only the inst mode's session carries its config."""
+    import aiohttp
+
+    from aiohttp_llm_tracing import AiohttpLLMInstrumentor, TracingTraceConfig
+
+    instrumentor = AiohttpLLMInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry or hasattr(
+        aiohttp.ClientSession.__init__, "__wrapped__"
+    ):
+        raise RuntimeError("the instrumentor is still on after the inst session was built")
+    for mode in runners:
+        configs = list(mode.session.trace_configs)
+        expected = [instrumentor.trace_config] if mode.tracer == "inst" else mode.configs
+        same = len(configs) == len(expected) and all(a is b for a, b in zip(configs, expected))
+        if mode.tracer == "inst":
+            same = same and isinstance(configs[0], TracingTraceConfig)
+        if not same:
+            raise RuntimeError(f"{mode.name}: session has {configs}, expected {expected}")
+
+
 async def _worker(
     modes: list[str], url: str, concurrency: int, rounds: int, n: int, sse_n: int
 ) -> dict:
     """One client process: every mode warm side by side, bursts rotated round by round."""
     runners = [_Mode(name, url, concurrency) for name in modes]
+    _check_sessions(runners)
     count = {m.name: sse_n if m.kind == "sse" else n for m in runners}
     for mode in runners:
         await mode.run(max(100, count[mode.name] // 2))
     samples: dict[str, list[tuple[float, float]]] = {m.name: [] for m in runners}
     for r in range(rounds):
-        # Rotating the order keeps any mode from always following the same neighbour.
-        for mode in runners[r % len(runners) :] + runners[: r % len(runners)]:
+        for mode in round_order(runners, r):
             samples[mode.name].append(await mode.burst(count[mode.name]))
     for mode in runners:
         await mode.close()
@@ -301,14 +316,27 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
                 "rounds": len(reps[0][mode]["us"]),
             }
     summary = {}
-    for conc in runs:
+    for conc, reps in runs.items():
+        inst, ours = rows.get(f"inst_plain@c{conc}"), rows.get(f"ours_plain@c{conc}")
+        if inst is not None and ours is not None:
+            # Paired like every overhead: inst minus ours in the same round, then median of reps.
+            by_rep = [
+                statistics.median(
+                    a - b for a, b in zip(r["inst_plain"]["us"], r["ours_plain"]["us"])
+                )
+                for r in reps
+            ]
+            inst["minus_ours_us_by_rep"] = by_rep
+            summary[f"c{conc}_inst_minus_ours_us"] = statistics.median(by_rep)
+            if ours["overhead_us"]:
+                summary[f"c{conc}_inst_to_ours_ratio"] = inst["overhead_us"] / ours["overhead_us"]
         contrib = rows.get(f"contrib_plain@c{conc}", {}).get("overhead_us")
         for row in rows.values():
             if row["concurrency"] == conc and contrib:
                 row["ratio_to_contrib"] = row["overhead_us"] / contrib
         if not contrib:
             continue
-        for key in ("ours_plain", "ours_chat", "floor_plain", "lean_plain"):
+        for key in ("ours_plain", "inst_plain", "ours_chat", "floor_plain", "lean_plain"):
             row = rows.get(f"{key}@c{conc}")
             if row is not None:
                 summary[f"c{conc}_{key}_ratio_to_contrib"] = row["ratio_to_contrib"]
@@ -327,8 +355,8 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
         "python": sys.version.split()[0],
         "sse_chunks": SSE_CHUNKS,
         "method": "per concurrency, one client process per rep with every mode warm; bursts "
-        "rotated round by round; overhead = median over rounds of (mode - bare) in the same "
-        "round, then median over reps",
+        "rotated and reversed round by round; overhead = median over rounds of (mode - bare) in "
+        "the same round, then median over reps",
         "rows": rows,
         "summary": summary,
     }
@@ -341,7 +369,8 @@ def _print(report: dict) -> None:
     table = Table(title="Overhead per request (paired with bare per round; median of reps)")
     for col in ("mode", "conc", "us/req", "min-max", "overhead us", "per rep", "cpu", "x contrib"):
         table.add_column(col, justify="right" if col != "mode" else "left")
-    for row in sorted(report["rows"].values(), key=lambda r: (r["concurrency"], r["mode"])):
+    order = {mode: i for i, mode in enumerate(MODES)}
+    for row in sorted(report["rows"].values(), key=lambda r: (r["concurrency"], order[r["mode"]])):
         ovh = row["overhead_us"]
         ratio = row.get("ratio_to_contrib")
         table.add_row(
@@ -358,6 +387,10 @@ def _print(report: dict) -> None:
     console.print(table)
     for key, value in report["summary"].items():
         console.print(f"{key:<32} {value:.3f}")
+    for row in report["rows"].values():
+        if "minus_ours_us_by_rep" in row:
+            by_rep = " ".join(f"{v:+.1f}" for v in row["minus_ours_us_by_rep"])
+            console.print(f"c{row['concurrency']} inst - ours us, per rep: {by_rep}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The overhead and registry benchmarks still run end to end (tiny sizes; no timing asserted)."""
+"""The overhead, registry and session-creation benchmarks still run end to end (tiny sizes; no
+timing asserted)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
     assert modes == {
         "bare_plain",
         "ours_plain",
+        "inst_plain",
         "contrib_plain",
         "floor_plain",
         "lean_plain",
@@ -40,9 +42,12 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
         "ours_sse",
     }
     for conc in (1, 50):
-        for key in ("ours_plain", "ours_chat", "floor_plain", "lean_plain"):
+        for key in ("ours_plain", "inst_plain", "ours_chat", "floor_plain", "lean_plain"):
             assert f"c{conc}_{key}_ratio_to_contrib" in report["summary"]
         assert f"c{conc}_sse_cpu_us_per_chunk" in report["summary"]
+        assert f"c{conc}_inst_minus_ours_us" in report["summary"]
+        assert f"c{conc}_inst_to_ours_ratio" in report["summary"]
+        assert len(report["rows"][f"inst_plain@c{conc}"]["minus_ours_us_by_rep"]) == 1
 
 
 def test_registry_benchmark_reports_the_ratio_and_sweeps(tmp_path: Path) -> None:
@@ -51,3 +56,28 @@ def test_registry_benchmark_reports_the_ratio_and_sweeps(tmp_path: Path) -> None
     assert report["ratio_registry_to_bare_contended"] > 0
     assert report["sweep_100k_none_expired_ms"] >= 0
     assert report["sweep_100k_1pct_expired_ms"] >= 0
+
+
+def test_session_create_benchmark_reports_every_variant(tmp_path: Path) -> None:
+    report = _run(
+        "session_create.py",
+        *("--reps", "2", "--rounds", "2", "--sessions", "20"),
+        out=tmp_path / "session_create.json",
+    )
+    assert set(report["variants"]) == {"bare", "instrumented", "bare_list", "copy", "by_hand"}
+    for row in report["variants"].values():
+        assert row["us"] > 0
+        assert len(row["us_by_rep"]) == 2
+        assert all(v > 0 for v in row["us_by_rep"])
+    summary = report["summary"]
+    for name in report["variants"]:
+        assert summary[f"{name}_us"] > 0
+    for key in (
+        "instrumented_to_bare",
+        "copy_to_bare_list",
+        "by_hand_to_bare",
+        "instrumented_to_by_hand",
+    ):
+        assert summary[f"ratio_{key}"] > 0
+        # A difference may come out either side of zero at these sizes; it must be there.
+        assert isinstance(summary[key.replace("_to_", "_minus_") + "_us"], float)

@@ -200,22 +200,38 @@ async def test_a_failing_patch_never_changes_what_the_caller_gets(tracing):
     assert tracing.registry.stats().internal_errors == 1
 
 
-async def test_contrib_instrumentation_alongside_is_warned_once(tracing, server, caplog):
+@pytest.mark.parametrize("contrib_first", [True, False], ids=["contrib-below", "contrib-above"])
+async def test_contrib_instrumentation_alongside_is_warned_once(
+    tracing, server, caplog, monkeypatch, contrib_first
+):
+    monkeypatch.setattr(patch, "_warned_contrib", False)
     contrib = AioHttpClientInstrumentor()
-    contrib.instrument(tracer_provider=tracing.provider)
     try:
         with caplog.at_level(logging.WARNING, logger="aiohttp_llm_tracing"):
-            _instrument(tracing)
+            if contrib_first:  # its wrapper ends up below ours: instrument() sees it
+                contrib.instrument(tracer_provider=tracing.provider)
+                _instrument(tracing)
+            else:  # its wrapper ends up above ours: the first session shows its config
+                _instrument(tracing)
+                contrib.instrument(tracer_provider=tracing.provider)
             async with aiohttp.ClientSession() as s1, aiohttp.ClientSession() as s2:
                 await _get(s1, f"http://127.0.0.1:{server.port}/plain")
                 await _get(s2, f"http://127.0.0.1:{server.port}/plain")
         warnings = [r for r in caplog.records if "aiohttp-client" in r.getMessage()]
         assert len(warnings) == 1
         assert "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=aiohttp-client" in warnings[0].getMessage()
+        scopes = [s.instrumentation_scope.name for s in tracing.spans()]
+        assert scopes.count("aiohttp_llm_tracing") == 2  # ours: one per request, not doubled
     finally:
         AiohttpLLMInstrumentor().uninstrument()
         contrib.uninstrument()
-    # Contrib wrapped on top of ours; both are gone now and aiohttp's own __init__ is back.
+    if not contrib_first:
+        # Ours was below contrib's when we uninstrumented, so it stayed in the chain (removing
+        # a wrapper from under another is impossible): inert, it adds nothing to new sessions.
+        async with aiohttp.ClientSession() as after:
+            assert after.trace_configs == []
+        patch.acquire()  # with nothing above it any more, the next release removes it
+        patch.release()
     assert aiohttp.ClientSession.__dict__["__init__"] is ORIGINAL_INIT
 
 

@@ -34,8 +34,6 @@ _LOCK = threading.Lock()
 
 def with_config(configs: Any, config: TracingTraceConfig) -> list[Any]:
     """``configs`` as a new list that holds one of ours: the caller's list is never mutated."""
-    if not configs:
-        return [config]
     # A copy, never the caller's list: litellm passes one list to every session it builds.
     result = list(configs)
     if not any(isinstance(c, TracingTraceConfig) for c in result):
@@ -51,38 +49,55 @@ def contrib_active() -> bool:
     return bool(getattr(instance, "is_instrumented_by_opentelemetry", False))
 
 
-class _InitWrapper:
-    """The ``wrapt`` wrapper around ``ClientSession.__init__``; it never raises on its own."""
+def warn_contrib() -> None:
+    """Log, once per process, that every request would get two CLIENT spans."""
+    global _warned_contrib
+    if _warned_contrib:
+        return
+    _warned_contrib = True
+    _logger.warning(
+        "aiohttp-llm-tracing: OpenTelemetry's aiohttp-client instrumentation is active too, so "
+        "every request gets two CLIENT spans. Turn it off with "
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=aiohttp-client (or do not call "
+        "AioHttpClientInstrumentor().instrument())."
+    )
 
-    __slots__ = ("global_config", "warned_contrib")
+
+_warned_contrib = False
+
+
+class _InitWrapper:
+    """The ``wrapt`` wrapper around ``ClientSession.__init__``; it never raises on its own.
+
+    Kept to a few attribute reads for a session that brings no trace configs: it runs for
+    every session in the process.
+    """
+
+    __slots__ = ("global_config",)
 
     def __init__(self) -> None:
         self.global_config: TracingTraceConfig | None = None
-        self.warned_contrib = False
 
     def __call__(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         config = _SCOPED.get()
         if config is None:
             config = self.global_config
         if config is not None:
+            # aiohttp takes trace_configs by keyword only; wrapt hands us a fresh kwargs dict.
+            configs = kwargs.get("trace_configs")
             try:
-                # aiohttp takes trace_configs by keyword only; wrapt hands us a fresh kwargs dict.
-                kwargs["trace_configs"] = with_config(kwargs.get("trace_configs"), config)
-                if not self.warned_contrib and self.global_config is not None:
-                    self._check_contrib()
+                if configs:
+                    merged = with_config(configs, config)
+                    # OpenTelemetry's aiohttp-client instrumentor, wrapped on top of us, marks
+                    # the config it adds (when it wraps below us, instrument() saw it).
+                    if any(getattr(c, "_is_instrumented_by_opentelemetry", False) for c in merged):
+                        warn_contrib()
+                    kwargs["trace_configs"] = merged
+                else:
+                    kwargs["trace_configs"] = [config]
             except Exception as exc:
                 config.registry.record_internal_error("ClientSession.__init__", exc)
         return wrapped(*args, **kwargs)
-
-    def _check_contrib(self) -> None:
-        if contrib_active():
-            self.warned_contrib = True
-            _logger.warning(
-                "aiohttp-llm-tracing: OpenTelemetry's aiohttp-client instrumentation is active "
-                "too, so every request gets two CLIENT spans. Turn it off with "
-                "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=aiohttp-client (or do not call "
-                "AioHttpClientInstrumentor().instrument())."
-            )
 
 
 _WRAPPER = _InitWrapper()
@@ -136,7 +151,6 @@ def release() -> None:
 def set_global(config: TracingTraceConfig | None) -> None:
     """The config every new session gets, or ``None`` for none (the instrumentor's switch)."""
     _WRAPPER.global_config = config
-    _WRAPPER.warned_contrib = False
 
 
 @contextlib.contextmanager

@@ -98,8 +98,8 @@ class AiohttpLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _session_patch.set_global(config)
         _session_patch.acquire()
         if _session_patch.contrib_active():
-            # Logged now rather than at the first session, where the user would not look.
-            _session_patch._WRAPPER._check_contrib()
+            # Its wrapper is below ours, so its config is added after ours runs: warn now.
+            _session_patch.warn_contrib()
         if "anthropic" in sys.modules:
             warn_if_anthropic_traces_itself()
 
