@@ -35,6 +35,7 @@ from ._context import TraceAttributes
 from ._decode import Decoded, decode
 from ._framing import CUT_OFF, frame, stream_kind
 from ._json import INVALID, dumps, loads
+from ._media import elide_media
 from ._reasons import EndReason
 from ._sse import parse_sse
 from ._truncated import top_level_fields
@@ -188,6 +189,11 @@ class LLMCall:
         """The span name until the model is known."""
         return self.trace_attrs.name or self.adapter.operation
 
+    def feed_request(self, chunk: bytes) -> None:
+        """Capture a chunk of the request body as it is sent, base64 media elided first so a
+        large image does not push the prompt's text past the cap."""
+        self.request_body.feed(elide_media(chunk))
+
     def on_redirect(self) -> None:
         """A redirect: the next request starts its body afresh.
 
@@ -301,7 +307,8 @@ class LLMCall:
         if kind is None and head[:64].lstrip().startswith(_SSE_STARTS):
             kind = "sse"
         if kind is None and not body.truncated:
-            data = loads(head)
+            # Generated images and audio come back as base64 too: placeholders, not blobs.
+            data = loads(elide_media(head))
             if data is INVALID and b"}\n{" in head:
                 kind = "ndjson"  # JSON lines served as application/json
         if kind is not None:

@@ -222,7 +222,7 @@ class _Hooks:
         if entry is None or entry.llm is None or entry.ended:
             return
         try:
-            entry.llm.request_body.feed(params.chunk)
+            entry.llm.feed_request(params.chunk)
         except Exception as exc:
             self._registry.record_internal_error("on_request_chunk_sent", exc)
 

@@ -74,7 +74,8 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def create_app(*, chunk_delay: float = 0.0) -> web.Application:
     """Build the mock application; ``chunk_delay`` seconds are slept between stream chunks."""
-    app = web.Application(middlewares=[_record])
+    # Multimodal prompts carry megabytes of base64: far above aiohttp's 1 MiB default.
+    app = web.Application(middlewares=[_record], client_max_size=64 << 20)
     app[REQUESTS], app[CHUNK_DELAY] = [], float(chunk_delay)
     for api in (openai, anthropic, gemini, bedrock, cohere, ollama, textgen):
         api.add_routes(app)
