@@ -56,9 +56,9 @@ def test_demo_shows_every_end_path_and_exits_0() -> None:
     # Tree order: the tool's GET nests under it, the calls under the root.
     assert re.search(r"├── tool: search .*\n\s+│\s+└── GET ", out)
     for row in (
-        r"started\s+│\s+8",
+        r"started\s+│\s+11",
         r"ended: response\s+│\s+1",
-        r"ended: body_complete\s+│\s+5",
+        r"ended: body_complete\s+│\s+8",
         r"ended: released\s+│\s+1",
         r"ended: cancelled\s+│\s+1",
         r"in flight\s+│\s+0",

@@ -37,6 +37,8 @@ __all__ = ["DemoResult", "openai_client", "run_demo"]
 
 CHAT_MODEL = "gpt-4o-mini"
 EMBEDDING_MODEL = "text-embedding-3-small"
+GEMINI_MODEL = "gemini-2.5-flash"
+BEDROCK_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 # Our own INTERNAL spans ("agent run", "tool: search"); every other span is a request.
 _OWN_SPANS = 2
 _EXPORT_TIMEOUT = 10.0
@@ -141,6 +143,22 @@ async def _agent(
         async with session.post(
             f"{base_url}/embeddings", json={"model": EMBEDDING_MODEL, "input": "Paris"}
         ) as resp:
+            await resp.json()
+
+        # Gemini and Bedrock in their own wire shapes, with plain aiohttp (the SDKs are reached
+        # the same way through instrument()): a JSON call, an SSE stream, a Converse call.
+        gemini = {"contents": [{"role": "user", "parts": [{"text": user["content"]}]}]}
+        gemini_url = f"{origin}/v1beta/models/{GEMINI_MODEL}"
+        async with session.post(f"{gemini_url}:generateContent", json=gemini) as resp:
+            await resp.json()
+        async with session.post(f"{gemini_url}:streamGenerateContent?alt=sse", json=gemini) as resp:
+            async for _ in resp.content:
+                pass
+        converse = {
+            "messages": [{"role": "user", "content": [{"text": user["content"]}]}],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.2},
+        }
+        async with session.post(f"{origin}/model/{BEDROCK_MODEL}/converse", json=converse) as resp:
             await resp.json()
 
         # A 500: the span is an error; the SDK raises, the agent carries on.
@@ -264,7 +282,7 @@ def _run_with_receiver(
     config = create_trace_config(tracer_provider=provider)
     tracer = provider.get_tracer("aiohttp_llm_tracing.demo")
     try:
-        step = "Ran the agent against an embedded mock LLM: 8 calls under one root span"
+        step = "Ran the agent against an embedded mock LLM: 11 calls under one root span"
         with _step(progress, console, step):
             asyncio.run(_with_mock(lambda url: _run_agent(url, config, tracer)))
         stats = config.registry.stats()
