@@ -92,6 +92,19 @@ async def test_body_read_to_end_covers_the_body(
     assert span.end_time >= before_end
 
 
+async def test_readexactly_past_the_end_of_a_whole_body_is_complete(
+    session, server, gate: Gate, exporter, registry
+):
+    async with session.get(server.make_url("/stream")) as resp:
+        await gate.reached.wait()
+        gate.go.set()
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await resp.content.readexactly(1000)  # more than the body has
+        assert info.value.partial == b"line 0\nline 1\nline 2\nline 3\n"
+        assert len(exporter.get_finished_spans()) == 1
+    assert_done(exporter, registry, EndReason.BODY_COMPLETE)
+
+
 async def test_redirects_are_events_on_one_span(session, server, exporter, registry):
     async with session.get(server.make_url("/redirect/3")) as resp:
         assert await resp.json() == {"ok": True}
@@ -241,6 +254,10 @@ async def test_response_dropped_unread_is_swept(provider, server, gate, exporter
         resp = await s.get(server.make_url("/stall"))
         del resp
         assert registry.sweep() == 0
+        # Its first line arrived after the span was registered: a live stream, renewed once.
+        clock.now += 61
+        assert registry.sweep() == 0
+        # Then a whole TTL of silence ends it.
         clock.now += 61
         assert registry.sweep() == 1
     span = only_span(exporter)
@@ -260,7 +277,9 @@ async def test_session_closed_under_reader_is_swept(provider, server, gate, expo
     await s.close()  # aiohttp reports nothing to the response's reader
     assert exporter.get_finished_spans() == ()
     clock.now += 61
-    assert registry.sweep() == 1
+    assert registry.sweep() == 0  # bytes arrived in this TTL: renewed
+    clock.now += 61
+    assert registry.sweep() == 1  # none in the next
     assert only_span(exporter).attributes["llm_tracing.end_reason"] == EndReason.EXPIRED
     # A late signal for the expired span does nothing: no second end, no warning.
     resp.release()

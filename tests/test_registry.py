@@ -167,3 +167,42 @@ def test_concurrent_register_and_end_from_threads():
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         SpanRegistry(**kwargs)
+
+
+class LiveEntry(Entry):
+    """An entry whose body is being read: it asks to be renewed while reads keep coming."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = False
+
+    def renew(self) -> bool:
+        if self.reading:
+            self.reading = False
+            return True
+        return False
+
+
+def test_an_entry_still_in_use_is_renewed_and_only_silence_expires_it():
+    clock = Clock()
+    registry = SpanRegistry(ttl=10, sweep_interval=None, timer=clock)
+    live, idle = LiveEntry(), LiveEntry()
+    registry.register("live", live)
+    registry.register("idle", idle)
+    for now in (11, 22, 33):  # a read in every TTL window: renewed each time
+        live.reading = True
+        clock.now = now
+        assert registry.sweep() == (1 if now == 11 else 0)
+    assert idle.ends == [(EndReason.EXPIRED, None)]
+    assert live.ends == [] and registry.get("live") is live
+    # Registration elsewhere runs the same expiry: renewal holds there too.
+    live.reading = True
+    clock.now = 44
+    registry.register("other", Entry())
+    assert live.ends == []
+    # Then silence for a whole TTL: it expires, once, and the counters add up.
+    clock.now = 55
+    assert registry.sweep() == 2
+    assert live.ends == [(EndReason.EXPIRED, None)]
+    stats = registry.stats()
+    assert stats.started == 3 and stats.ended == {"expired": 3} and stats.in_flight == 0

@@ -32,6 +32,8 @@ class HttpSpan:
     """
 
     __slots__ = (
+        "body",
+        "body_seen",
         "cancel_pending",
         "capture",
         "ended",
@@ -59,6 +61,8 @@ class HttpSpan:
         self.protocol: str | None = None
         self.ended = False
         self.cancel_pending = False
+        self.body: Any = None
+        self.body_seen = 0
 
     # -- signals from the body proxy -----------------------------------------------------------
 
@@ -74,6 +78,23 @@ class HttpSpan:
     def read_failed(self, error: BaseException) -> None:
         """A body read raised (timeout, connection lost, payload error)."""
         self.registry.end(self.request_id, EndReason.EXCEPTION, error)
+
+    def renew(self) -> bool:
+        """Asked by the registry when the TTL runs out: keep the span if body bytes arrived
+        since it was registered or last renewed (a live stream), else let it expire.
+
+        It compares aiohttp's own count of bytes fed to the response's reader, so a stream
+        pays nothing per chunk, whatever way it is read (``read()`` of the whole body is one
+        call however long the stream), and a span ends once silence has lasted a whole TTL (at
+        the latest after two). A caller that stops reading stops the flow too, once aiohttp's
+        buffer is full, so an abandoned stream still expires.
+        """
+        body = self.body
+        total = getattr(body, "total_bytes", None)
+        if not isinstance(total, int) or total == self.body_seen:
+            return False
+        self.body_seen = total
+        return True
 
     def internal_error(self, site: str, error: BaseException) -> None:
         """Count a failure in our own code without touching the request."""

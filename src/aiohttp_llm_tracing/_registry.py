@@ -43,7 +43,11 @@ DEFAULT_SWEEP_INTERVAL: float = 5.0
 
 
 class InFlightEntry(Protocol):
-    """What the registry holds: anything that can end its span once, for a reason."""
+    """What the registry holds: anything that can end its span once, for a reason.
+
+    An entry may also have ``renew() -> bool``: asked when its TTL runs out, ``True`` keeps it
+    for another TTL (it is still in use).
+    """
 
     def end(self, reason: str, error: BaseException | None = None) -> None:
         """End the span. Called at most once per entry, from any thread."""
@@ -70,6 +74,9 @@ class RegistryStats:
 class _EndingTTLCache(TTLCache):
     """A TTLCache that hands every entry it drops to ``dropped`` instead of forgetting it.
 
+    An entry whose ``renew()`` says it is still in use when its TTL runs out is set again for
+    another TTL instead.
+
     cachetools removes items in two places that bypass ``__delitem__``: ``expire()`` for TTL and
     ``popitem()`` for capacity. Both are overridden so no span can leave without being ended.
     ``expire()`` returns what it removed only since cachetools 5.5, hence the lower bound.
@@ -82,8 +89,17 @@ class _EndingTTLCache(TTLCache):
 
     def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:
         expired = super().expire(time)
-        if expired:
-            self.dropped.extend((value, EndReason.EXPIRED) for _, value in expired)
+        renewed = []
+        for key, value in expired:
+            renew = getattr(value, "renew", None)
+            if renew is not None and renew():
+                renewed.append((key, value))
+            else:
+                self.dropped.append((value, EndReason.EXPIRED))
+        # Set again, for another TTL from now: an entry still in use (a stream being read) is
+        # not over. Setting runs expire() once more, which finds nothing new to drop.
+        for key, value in renewed:
+            self[key] = value
         return expired
 
     def popitem(self) -> tuple[Any, Any]:
@@ -97,9 +113,10 @@ class _EndingTTLCache(TTLCache):
 
     def oldest_registered(self) -> float | None:
         """When the oldest entry was registered, by the cache's clock."""
-        # Keys are unique request IDs that are never re-set, so insertion order is age order,
-        # and an entry's registration time is its expiry minus the TTL (read from cachetools'
-        # per-key links, which its own expire() walks).
+        # Keys are unique request IDs, set once (or again when renewed, and then they count
+        # from the renewal), so insertion order is age order, and an entry's registration time
+        # is its expiry minus the TTL (read from cachetools' per-key links, which its own
+        # expire() walks).
         links = getattr(self, "_TTLCache__links", None)
         for key in Cache.__iter__(self):
             link = None if links is None else links.get(key)

@@ -92,6 +92,14 @@ class TracedStream:
     async def readexactly(self, n: int) -> bytes:
         try:
             data = await self._inner.readexactly(n)
+        except asyncio.IncompleteReadError as exc:
+            # Asked past the end of a body that did arrive whole: the body is complete, the
+            # caller's request for more is its own affair.
+            if self._inner.at_eof():
+                self._seen(exc.partial)
+            else:
+                self._failed(exc)
+            raise
         except BaseException as exc:
             self._failed(exc)
             raise

@@ -263,6 +263,7 @@ class _Hooks:
                     return
             else:
                 entry.capture = entry.llm.on_response(response)
+            entry.body = content  # for renew(): aiohttp counts the bytes it feeds this reader
             response.content = TracedStream(content, entry)  # type: ignore[assignment]
         except Exception as exc:
             self._registry.record_internal_error("on_request_end", exc)

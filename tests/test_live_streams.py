@@ -1,0 +1,99 @@
+"""A stream that is still being read is never expired by the TTL; only silence ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aiohttp_llm_tracing import SpanRegistry, create_trace_config
+from aiohttp_llm_tracing.mock_llm import MockLLMServer
+
+TTL = 0.3
+
+
+class Ended(SpanProcessor):
+    """Sets an event when a span ends, so a test waits for it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.event.set()
+
+
+def tracing() -> tuple[aiohttp.TraceConfig, InMemorySpanExporter, Ended, SpanRegistry]:
+    exporter, ended = InMemorySpanExporter(), Ended()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(ended)
+    registry = SpanRegistry(ttl=TTL, sweep_interval=TTL / 6)
+    return (
+        create_trace_config(tracer_provider=provider, registry=registry),
+        exporter,
+        ended,
+        registry,
+    )
+
+
+async def test_a_stream_read_for_several_ttls_ends_complete() -> None:
+    config, exporter, _, registry = tracing()
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Tell me a long story"}],
+        # 24 chunks 60 ms apart: about five TTLs of steady reading.
+        "metadata": {"mock_chunks": 24, "mock_delay": 0.06},
+    }
+    async with MockLLMServer() as server, aiohttp.ClientSession(trace_configs=[config]) as s:
+        async with s.post(f"{server.base_url}/chat/completions", json=body) as resp:
+            raw = await resp.read()
+    assert raw.endswith(b"data: [DONE]\n\n")
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["llm_tracing.end_reason"] == "body_complete"
+    assert "Mock answer to: Tell me a long story" in attributes["langfuse.observation.output"]
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    stats = registry.stats()
+    assert stats.ended == {"body_complete": 1} and stats.in_flight == 0
+    registry.close()
+
+
+async def test_a_stream_gone_silent_for_a_ttl_expires() -> None:
+    config, exporter, ended, registry = tracing()
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: {}\n\n")
+        await release.wait()  # then silence, until the test is done
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stall)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession(trace_configs=[config]) as s:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            async with s.post(url, json={"model": "m", "stream": True}) as resp:
+                assert await resp.content.readline() == b"data: {}\n"
+                # The sweeper ends the span after a TTL (two at most) without another read.
+                assert await asyncio.to_thread(ended.event.wait, 20 * TTL)
+                (span,) = exporter.get_finished_spans()
+                assert span.attributes["llm_tracing.end_reason"] == "expired"
+                release.set()
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert registry.stats().ended == {"expired": 1}
+    registry.close()
