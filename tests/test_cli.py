@@ -47,6 +47,9 @@ def test_demo_shows_every_end_path_and_exits_0() -> None:
         r"chat gpt-4o-mini .* end=body_complete model=gpt-4o-mini tokens=\d+/\d+ http=200",
         r"chat gpt-4o-mini .* end=body_complete .* ttft=[\d.]+ ms http=200",
         r"embeddings text-embedding-3-small .* end=body_complete",
+        r"generate_content gemini-2.5-flash .* model=gemini-2.5-flash tokens=\d+/\d+ http=200",
+        r"generate_content gemini-2.5-flash .* tokens=\d+/\d+ ttft=[\d.]+ ms http=200",
+        r"chat anthropic.claude-3-5-haiku-20241022-v1:0 .* end=body_complete .*tokens=\d+/\d+",
         r"chat error-500 .* ERROR.* end=body_complete.* http=500 error.type=500",
         r"chat slow-headers .* unset end=cancelled",
         r"chat gpt-4o-mini .* unset end=released",
@@ -68,7 +71,7 @@ def test_demo_shows_every_end_path_and_exits_0() -> None:
     assert "Send the same traces to Langfuse" in out
     assert 'setup_tracing(exporter="langfuse")' in out
     assert "examples/collector/" in out
-    assert "All 10 spans arrived; nothing is in flight." in out
+    assert "All 13 spans arrived; nothing is in flight." in out
 
 
 def test_console_script_is_installed() -> None:

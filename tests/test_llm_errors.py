@@ -163,10 +163,21 @@ async def test_error_event_inside_a_stream(stream_server, tracing, path):
     assert "error" in jattr(span, "langfuse.observation.output")
 
 
-async def test_plain_text_error_page(llm_server, tracing):
-    # Over the mock's 1 MiB request limit: aiohttp's server answers 413 in plain text.
+async def test_plain_text_error_page(tracing):
+    # Over an aiohttp server's default 1 MiB request limit: it answers 413 in plain text.
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    server = TestServer(app)
+    await server.start_server()
     body = {"messages": [{"role": "user", "content": "x" * (1 << 20)}], "model": "gpt-4o"}
-    raw = await post(tracing, f"{llm_server.base_url}/chat/completions", body)
+    try:
+        raw = await post(tracing, str(server.make_url("/v1/chat/completions")), body)
+    finally:
+        await server.close()
     span = tracing.only()
     a = attrs(span)
     assert span.status.status_code == StatusCode.ERROR

@@ -234,7 +234,7 @@ def test_adapters_take_any_json(value):
     ],
 )
 def test_stream_cut_mid_event(body, cut):
-    from aiohttp_llm_tracing._llm import _cut_mid_event
+    from aiohttp_llm_tracing._llm_bodies import _cut_mid_event
 
     assert _cut_mid_event(body) is cut
 
@@ -328,7 +328,7 @@ def test_chat_finish_reasons_stay_with_their_choice():
 
 
 def test_usage_details_split_cached_and_reasoning_and_never_go_negative():
-    from aiohttp_llm_tracing._llm import _usage_attributes
+    from aiohttp_llm_tracing._llm_attributes import usage_attributes as _usage_attributes
     from aiohttp_llm_tracing.adapters import Usage
 
     out: dict = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import _attributes as A
+from ._exportable import exportable_attributes
 from ._json import dumps
 
 __all__ = ["TraceAttributes", "current_trace_attributes", "trace_attributes"]
@@ -169,4 +170,5 @@ def _to_span_attributes(attrs: TraceAttributes) -> dict[str, Any]:
         out[A.LANGFUSE_VERSION] = attrs.version
     if attrs.environment is not None:
         out[A.LANGFUSE_ENVIRONMENT] = attrs.environment
-    return out
+    # Once per set of trace attributes, not per request: they start every span in their scope.
+    return exportable_attributes(out)

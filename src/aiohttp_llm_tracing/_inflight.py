@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from traceback import format_exception
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from aiohttp import ClientResponseError
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _attributes as A
+from ._exportable import exportable_attributes, exportable_str
 from ._reasons import EndReason
 from ._redact import redact_text
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from ._capture import BodyCapture
     from ._llm import LLMCall
     from ._registry import SpanRegistry
+    from ._stream import TracedStream
 
 __all__ = ["HttpSpan"]
 
@@ -61,7 +64,7 @@ class HttpSpan:
         self.protocol: str | None = None
         self.ended = False
         self.cancel_pending = False
-        self.body: Any = None
+        self.body: weakref.ref[TracedStream] | None = None
         self.body_seen = 0
 
     # -- signals from the body proxy -----------------------------------------------------------
@@ -89,9 +92,11 @@ class HttpSpan:
         the latest after two). A caller that stops reading stops the flow too, once aiohttp's
         buffer is full, so an abandoned stream still expires.
         """
-        body = self.body
-        total = getattr(body, "total_bytes", None)
-        if not isinstance(total, int) or total == self.body_seen:
+        proxy = self.body() if self.body is not None else None
+        if proxy is None:  # no body yet, or the response was dropped and collected
+            return False
+        total = proxy.received
+        if total == self.body_seen:
             return False
         self.body_seen = total
         return True
@@ -127,10 +132,12 @@ class HttpSpan:
             # errors quote the request URL with its query string: give it redacted ones.
             span.record_exception(
                 error,
-                attributes={
-                    A.EXCEPTION_MESSAGE: message,
-                    A.EXCEPTION_STACKTRACE: redact_text("".join(format_exception(error))),
-                },
+                attributes=exportable_attributes(
+                    {
+                        A.EXCEPTION_MESSAGE: message,
+                        A.EXCEPTION_STACKTRACE: redact_text("".join(format_exception(error))),
+                    }
+                ),
             )
             status = Status(StatusCode.ERROR, f"{type(error).__qualname__}: {message}")
         elif reason in _LOST:
@@ -153,8 +160,11 @@ class HttpSpan:
             if message is not None and (status is None or not status.description):
                 # The API's own words beat a bare status code (and catch errors in a 200 body).
                 status = Status(StatusCode.ERROR, message)
-        span.set_attributes(attributes)
+        # The one gate: whatever the server sent, nothing here can make the exporter drop a batch.
+        span.set_attributes(exportable_attributes(attributes))
         if status is not None:
+            if status.description:
+                status = Status(status.status_code, exportable_str(status.description))
             span.set_status(status)
         span.end()
 

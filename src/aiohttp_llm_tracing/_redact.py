@@ -1,4 +1,5 @@
-"""Keep secrets out of spans: URL user info, fragments and key-like query values, also in errors."""
+"""Keep secrets out of spans: URL user info, fragments and key-like query values, also in errors;
+and in any text a server sends back that we record, bearer tokens and API keys."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from functools import lru_cache
 
 from yarl import URL
 
-__all__ = ["REDACTED", "redact_text", "redact_url"]
+__all__ = ["REDACTED", "redact_secrets", "redact_text", "redact_url"]
 
 REDACTED = "REDACTED"
 
@@ -19,6 +20,16 @@ _SENSITIVE_QUERY = re.compile(
 )
 # A URL as error messages quote it: up to whitespace, a quote or an angle bracket.
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# Credentials as they appear in text: a bearer token, and the key formats of the providers we
+# parse (OpenAI and Anthropic sk-..., Google AIza..., AWS access key IDs, Groq gsk_..., xAI).
+_TOKEN_IN_TEXT = re.compile(
+    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|\b(?:sk|rk|pk)-[A-Za-z0-9_-]{8,}"
+    r"|\bAIza[0-9A-Za-z_-]{20,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|\b(?:gsk|xai)[_-][A-Za-z0-9_-]{16,}"
+)
+_SHORTEST_SECRET = 8  # shorter values would redact ordinary words
 
 
 def redact_url(url: URL) -> str:
@@ -33,12 +44,29 @@ def redact_url(url: URL) -> str:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every URL in it redacted as :func:`redact_url` does.
+    """``text`` with every URL in it redacted as :func:`redact_url` does, and bearer tokens and
+    API keys in the providers' formats replaced by ``REDACTED``.
 
-    For exception messages and tracebacks: aiohttp's errors quote the request URL, query
-    string included.
+    For exception messages, tracebacks and the error text an API sends back: aiohttp's errors
+    quote the request URL, query string included, and servers echo keys in their errors.
     """
-    return _URL_IN_TEXT.sub(_redact_match, text) if "://" in text else text
+    if "://" in text:
+        text = _URL_IN_TEXT.sub(_redact_match, text)
+    return _TOKEN_IN_TEXT.sub(_redact_token, text)
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """:func:`redact_text`, and every one of ``secrets`` (the request's own credentials, which a
+    server may echo in any format) replaced too."""
+    for secret in secrets:
+        if len(secret) >= _SHORTEST_SECRET and secret in text:
+            text = text.replace(secret, REDACTED)
+    return redact_text(text)
+
+
+def _redact_token(match: re.Match[str]) -> str:
+    token = match.group()
+    return "Bearer " + REDACTED if token[:6].lower() == "bearer" else REDACTED
 
 
 def _redact_match(match: re.Match[str]) -> str:

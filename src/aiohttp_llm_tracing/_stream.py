@@ -29,12 +29,18 @@ __all__ = ["TracedStream"]
 class TracedStream:
     """Wraps a ``StreamReader``; every read goes through :meth:`_seen`."""
 
-    __slots__ = ("_capture", "_entry", "_inner")
+    __slots__ = ("__weakref__", "_capture", "_entry", "_inner")
 
     def __init__(self, inner: StreamReader, entry: HttpSpan) -> None:
         self._inner = inner
         self._entry: HttpSpan | None = entry
         self._capture = entry.capture
+
+    @property
+    def received(self) -> int:
+        """Body bytes aiohttp has fed the reader so far, read by the caller or not."""
+        total = getattr(self._inner, "total_bytes", 0)
+        return total if isinstance(total, int) else 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +194,7 @@ class _Hooks:
             )
             if call is not None:
                 attributes.update(call.start_attributes)
+                call.request_headers = params.headers
             span = self._tracer.start_span(
                 method if call is None else call.initial_name,
                 context=current,
@@ -263,8 +265,10 @@ class _Hooks:
                     return
             else:
                 entry.capture = entry.llm.on_response(response)
-            entry.body = content  # for renew(): aiohttp counts the bytes it feeds this reader
-            response.content = TracedStream(content, entry)  # type: ignore[assignment]
+            proxy = TracedStream(content, entry)
+            # Weak: an entry must not keep a dropped response's unread buffer alive for a TTL.
+            entry.body = weakref.ref(proxy)
+            response.content = proxy  # type: ignore[assignment]
         except Exception as exc:
             self._registry.record_internal_error("on_request_end", exc)
 

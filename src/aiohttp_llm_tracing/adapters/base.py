@@ -42,6 +42,9 @@ class ParsedRequest:
     system_instructions: list[dict[str, Any]] | None = None
     tools: list[Any] | None = None
     stream: bool = False
+    provider: str | None = None
+    """``gen_ai.provider.name`` when the body tells it (SGLang and TGI share ``/generate``);
+    used unless the caller or the host named the provider."""
     attributes: dict[str, Any] = field(default_factory=dict)
     """Extra span attributes specific to the operation."""
 

@@ -1,4 +1,10 @@
-"""Anthropic Messages wire shape, JSON and SSE."""
+"""Anthropic Messages wire shape, JSON and SSE.
+
+Also Anthropic on Vertex AI: ``POST /{v1|v1beta1}/projects/{p}/locations/{l}/publishers/
+anthropic/models/{model}:rawPredict`` (and ``:streamRawPredict``) take the same body without
+``model`` (``anthropic_version: vertex-2023-10-16``); the model is the path's, and the body's
+``stream`` picks JSON or SSE, as on ``/v1/messages``.
+"""
 
 from __future__ import annotations
 
@@ -34,5 +40,9 @@ def _messages(request: web.Request, body: dict[str, Any], model: str) -> Built:
 
 
 def add_routes(app: web.Application) -> None:
-    """``POST /v1/messages``."""
+    """``POST /v1/messages`` and Vertex AI's ``...:rawPredict`` / ``...:streamRawPredict``."""
     app.router.add_post("/v1/messages", _messages)
+    # A Vertex body has no "model": model_of() falls back to the path's, match_info["model"].
+    vertex = "/{version:v1|v1beta1}/projects/{project}/locations/{location}/publishers/anthropic/"
+    action = "{action:rawPredict|streamRawPredict}"
+    app.router.add_post(vertex + "models/{model:[^/:]+}:" + action, _messages)
