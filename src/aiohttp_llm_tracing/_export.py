@@ -14,13 +14,13 @@ import base64
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from ._registry import close_all_registries
 
@@ -48,6 +48,7 @@ class TracingProvider(TracerProvider):
         self._shutdown_lock = threading.Lock()
         self._shut = False
         self._shutdown_ok = False
+        self._reporting: list[_ReportingExporter] = []
         atexit.register(self._at_exit)
 
     def _at_exit(self) -> None:
@@ -70,9 +71,42 @@ class TracingProvider(TracerProvider):
         return self._shutdown_ok
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export everything ended so far; ``True`` if done within ``timeout`` seconds (and the
-        SDK reported success: after shutdown it reports failure)."""
-        return _bounded(lambda: self.force_flush(int(timeout * 1000)), timeout)
+        """Export everything ended so far; ``True`` if done within ``timeout`` seconds and every
+        export since the last flush succeeded (a batch the endpoint rejected, a 401 say, makes
+        it ``False``; the SDK's own ``force_flush`` says ``True`` there)."""
+        done = _bounded(lambda: self.force_flush(int(timeout * 1000)), timeout)
+        failed = [exporter.take_failures() for exporter in self._reporting]
+        return done and not any(failed)
+
+    def add_reporting_exporter(self, exporter: SpanExporter, **batch_options: Any) -> None:
+        """Export through ``exporter`` in batches, keeping track of failed exports for flush."""
+        reporting = _ReportingExporter(exporter)
+        self._reporting.append(reporting)
+        self.add_span_processor(BatchSpanProcessor(reporting, **batch_options))
+
+
+class _ReportingExporter(SpanExporter):
+    """Passes every batch on and counts the ones the endpoint refused."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self._failures = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._inner.export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            self._failures += 1
+        return result
+
+    def take_failures(self) -> int:
+        failures, self._failures = self._failures, 0
+        return failures
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 def _bounded(work: Callable[[], object], timeout: float) -> bool:
@@ -174,8 +208,8 @@ def setup_tracing(
         kwargs = {}
         if schedule_delay is not None:
             kwargs["schedule_delay_millis"] = schedule_delay * 1000
-        provider.add_span_processor(
-            BatchSpanProcessor(span_exporter, export_timeout_millis=export_timeout * 1000, **kwargs)
+        provider.add_reporting_exporter(
+            span_exporter, export_timeout_millis=export_timeout * 1000, **kwargs
         )
     if set_global:
         _warn_if_global_provider_exports()
