@@ -223,3 +223,41 @@ def test_flush_reports_an_export_the_endpoint_refused(refusing_endpoint) -> None
     assert provider.flush(10.0) is False  # 401: every span of the batch was dropped
     assert provider.flush(10.0) is True  # nothing new failed since
     provider.shutdown()
+
+
+WRONG_TYPED_STREAM = (
+    b'data: {"id":"w","model":"m","choices":[{"index":0,"delta":{"role":"assistant",'
+    b'"content":"Hel"},"finish_reason":null}]}\n\n'
+    b'data: {"id":"w","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+    b'"id":"call_1","function":{"name":7,"arguments":"{}"}}]},"finish_reason":null}]}\n\n'
+    b'data: {"id":"w","model":"m","choices":[{"index":0,"delta":{"content":"lo"},'
+    b'"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,'
+    b'"total_tokens":5}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+async def test_a_wrong_type_costs_its_field_not_the_span(llm_tracing):
+    async def stream(request: web.Request) -> web.Response:
+        return web.Response(body=WRONG_TYPED_STREAM, content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+    try:
+        async with aiohttp.ClientSession(trace_configs=[llm_tracing.trace_config]) as s:
+            async with s.post(url, json={"model": "m", "stream": True, "messages": []}) as r:
+                assert await r.read() == WRONG_TYPED_STREAM
+    finally:
+        await runner.cleanup()
+    (span,) = llm_tracing.spans()
+    a = dict(span.attributes)
+    assert a["llm_tracing.parse_error"] == (
+        "response: wrong JSON types in tool_calls.function.name"
+    )
+    assert a["gen_ai.usage.output_tokens"] == 2 and a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert '"content":"Hello"' in a["langfuse.observation.output"]
+    assert llm_tracing.registry.stats().internal_errors == 0

@@ -227,6 +227,9 @@ class LLMCall:
             self.failures.append(("llm.parse_response", exc))
             mark(attributes, A.PARSE_ERROR, f"response: {type(exc).__name__} in the adapter")
             response = None
+        if response is not None and response.wrong_types:
+            fields = ", ".join(response.wrong_types)
+            mark(attributes, A.PARSE_ERROR, f"response: wrong JSON types in {fields}")
         if request.provider and not self.provider_fixed:
             attributes[A.GEN_AI_PROVIDER_NAME] = request.provider
         if response is not None and response.error_message:

@@ -67,6 +67,9 @@ class ParsedResponse:
     """Set when the API reported an error, in an error body or as an event inside a stream."""
     error_type: str | None = None
     """The API's own error class (``rate_limit_error``, ``server_error``...), if it gave one."""
+    wrong_types: list[str] = field(default_factory=list)
+    """Fields that held a JSON value of the wrong type (left out, and named in
+    ``llm_tracing.parse_error``)."""
     attributes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -135,10 +135,13 @@ class StreamAccumulator:
             index = choice.get("index", 0)
             acc = self.choices.setdefault(index if isinstance(index, int) else 0, {"text": []})
             delta = c.as_dict(choice.get("delta"))
-            if _merge_delta(acc, delta) and result.first_chunk_offset is None:
+            if _merge_delta(acc, delta, result.wrong_types) and result.first_chunk_offset is None:
                 result.first_chunk_offset = event.offset
-            if choice.get("finish_reason"):
-                acc["finish_reason"] = choice["finish_reason"]
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                acc["finish_reason"] = reason
+            elif reason is not None:
+                _wrong(result.wrong_types, "finish_reason")
         return False
 
     def result(self) -> ParsedResponse:
@@ -164,11 +167,23 @@ class StreamAccumulator:
         return result
 
 
-def _merge_delta(acc: dict[str, Any], delta: dict[str, Any]) -> bool:
-    """Fold one delta into the choice; True if it carried content (text or a tool call)."""
+def _wrong(notes: list[str], name: str) -> None:
+    if name not in notes:
+        notes.append(name)
+
+
+def _merge_delta(acc: dict[str, Any], delta: dict[str, Any], wrong: list[str]) -> bool:
+    """Fold one delta into the choice; True if it carried content (text or a tool call).
+
+    A field of the wrong JSON type is left out and named in ``wrong``: one odd field must not
+    cost the rest of the stream.
+    """
     carried = False
-    if delta.get("role"):
-        acc["role"] = delta["role"]
+    role = delta.get("role")
+    if isinstance(role, str) and role:
+        acc["role"] = role
+    elif role is not None:
+        _wrong(wrong, "delta.role")
     content = delta.get("content")
     if isinstance(content, str) and content:
         acc["text"].append(content)
@@ -182,15 +197,22 @@ def _merge_delta(acc: dict[str, Any], delta: dict[str, Any]) -> bool:
         index = index if isinstance(index, int) else 0
         calls = acc.setdefault("tool_calls", {})
         slot = calls.setdefault(index, {"id": None, "type": "function", "name": "", "args": []})
-        if call.get("id"):
-            slot["id"] = call["id"]
-        if call.get("type"):
-            slot["type"] = call["type"]
+        for key in ("id", "type"):
+            value = call.get(key)
+            if isinstance(value, str) and value:
+                slot[key] = value
+            elif value is not None:
+                _wrong(wrong, f"tool_calls.{key}")
         function = c.as_dict(call.get("function"))
-        if function.get("name"):
-            slot["name"] += function["name"]
-        if isinstance(function.get("arguments"), str):
-            slot["args"].append(function["arguments"])
+        name, arguments = function.get("name"), function.get("arguments")
+        if isinstance(name, str):
+            slot["name"] += name
+        elif name is not None:
+            _wrong(wrong, "tool_calls.function.name")
+        if isinstance(arguments, str):
+            slot["args"].append(arguments)
+        elif arguments is not None:
+            _wrong(wrong, "tool_calls.function.arguments")
         carried = True
     return carried
 
