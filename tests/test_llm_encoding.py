@@ -9,12 +9,16 @@ exactly the bytes it would get without tracing.
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import tracemalloc
 import zlib
 from typing import Any
 
 import brotli
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from aiohttp_llm_tracing._decode import decode
 
@@ -188,7 +192,7 @@ def test_decode_sizes_map_reads_to_decoded_bytes():
 )
 @pytest.mark.parametrize("encoding", ["deflate", "br", "gzip", "unknown"])
 def test_plain_bodies_under_an_encoding_header_stay_plain(plain, encoding):
-    assert decode(plain, encoding, 1 << 20) == (plain, False, [])
+    assert decode(plain, encoding, 1 << 20)[:3] == (plain, False, [])
 
 
 async def test_auto_decompress_session_wide_and_sdk_style_per_request(llm_server, tracing):
@@ -204,3 +208,61 @@ async def test_auto_decompress_session_wide_and_sdk_style_per_request(llm_server
     assert jattr(span, "langfuse.observation.output")["content"] == (
         "Mock answer to: " + USER[0]["content"][:40]
     )
+
+
+def test_a_body_inflating_past_the_cap_is_truncated_with_its_end_kept():
+    body = json.dumps(
+        {"id": "x", "model": "m", "data": ["v" * 1000] * 1700, "usage": {"prompt_tokens": 7}}
+    ).encode()
+    result = decode(gzip.compress(body), "gzip", 1 << 20, tail_limit=64 << 10)
+    assert result.truncated and result.data == body[: 1 << 20]
+    assert result.tail == body[-(64 << 10) :]
+    whole = decode(gzip.compress(body[:1000]), "gzip", 1 << 20, tail_limit=64 << 10)
+    assert not whole.truncated and whole.tail == b""
+
+
+def test_a_bomb_is_truncated_within_its_budget():
+    bomb = gzip.compress(b"\0" * (32 << 20))
+    result = decode(bomb, "gzip", 4096, tail_limit=1024)
+    assert result.truncated and result.tail == b""  # past the budget: the end is not sought
+
+
+async def test_compressed_under_the_cap_inflating_past_it_keeps_model_and_usage(tracing):
+    # The openai SDK reads with auto_decompress=False: the capture holds gzip, 0.5 MB of it.
+    answer = {
+        "id": "chatcmpl-big",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": os.urandom(900_000).hex()},
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4096, "total_tokens": 4108},
+    }
+    raw = gzip.compress(json.dumps(answer).encode())
+    assert len(raw) < 1 << 20 < len(json.dumps(answer))
+
+    async def chat(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "gzip"}
+        return web.Response(body=raw, headers=headers, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with tracing.session(auto_decompress=False) as s:
+            url = str(server.make_url("/v1/chat/completions"))
+            async with s.post(url, json={"model": "gpt-4o", "messages": []}) as resp:
+                assert await resp.read() == raw
+    finally:
+        await server.close()
+    a = attrs(tracing.only())
+    assert a["llm_tracing.body_truncated"] == "response"
+    assert "llm_tracing.parse_error" not in a
+    assert a["gen_ai.response.model"] == "gpt-4o"
+    assert a["gen_ai.usage.output_tokens"] == 4096
+    assert a["gen_ai.response.id"] == "chatcmpl-big"

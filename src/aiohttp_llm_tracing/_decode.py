@@ -33,15 +33,27 @@ class Decoded(NamedTuple):
     encoded: bool
     sizes: list[int]
     """Bytes decoded from ``data[:cut]`` for each requested cut (capped at the limit)."""
+    truncated: bool = False
+    """The decoded body ran past ``limit``: ``data`` is its head only."""
+    tail: bytes = b""
+    """The last ``tail_limit`` decoded bytes when ``truncated`` (empty if not recoverable)."""
 
 
 def decode(
-    data: bytes, content_encoding: str | None, limit: int, cuts: Sequence[int] = ()
+    data: bytes,
+    content_encoding: str | None,
+    limit: int,
+    cuts: Sequence[int] = (),
+    *,
+    tail_limit: int = 0,
 ) -> Decoded:
     """Decode ``data`` (at most ``limit`` bytes out) and say how much each prefix ``cuts`` gave.
 
     The sizes map a position in the decoded body back to the read that delivered it, which is
-    how a compressed stream still gets its time to first chunk.
+    how a compressed stream still gets its time to first chunk. A body that decodes past
+    ``limit`` is marked ``truncated``; with ``tail_limit`` its last bytes are kept too (gzip and
+    deflate: decoding goes on into a rolling window, up to ``_TAIL_BUDGET`` times the limit, so
+    a bomb still costs a bounded amount), where usage and finish reasons are.
     """
     plain = Decoded(data, False, [min(cut, len(data)) for cut in cuts])
     encoding = (content_encoding or "").strip().lower()
@@ -53,20 +65,61 @@ def decode(
     out = bytearray()
     sizes: list[int] = []
     pos = 0
+    full = False
     try:
         for cut in (*cuts, len(data)):
             cut = max(pos, min(cut, len(data)))
-            if len(out) < limit and cut > pos:
-                out += step(data[pos:cut], limit - len(out))
+            if cut > pos:
+                if len(out) < limit:
+                    out += step(data[pos:cut], limit - len(out))
+                else:
+                    full = True
+                    break
             pos = cut
             sizes.append(len(out))
     except Exception:
         # Corrupt or cut-off compressed data keeps what decoded before the damage.
-        sizes += [len(out)] * (len(cuts) + 1 - len(sizes))
+        pass
+    sizes += [len(out)] * (len(cuts) + 1 - len(sizes))
     if not out:
         # Nothing came out: aiohttp decoded the body already and these bytes are plain.
         return plain
+    if len(out) >= limit:
+        # Full: whether more was to come is told by decoding on (into the tail window).
+        tail, more = _decode_tail(step, data[pos:] if full else b"", tail_limit, limit)
+        if more:
+            return Decoded(bytes(out[:limit]), True, sizes[: len(cuts)], True, tail)
     return Decoded(bytes(out[:limit]), True, sizes[: len(cuts)])
+
+
+_TAIL_BUDGET = 8
+_TAIL_STEP = 64 * 1024
+
+
+def _decode_tail(
+    step: Callable[[bytes, int], bytes], rest: bytes, tail_limit: int, limit: int
+) -> tuple[bytes, bool]:
+    """Decode what follows a full head: ``(its last tail_limit bytes, whether there was any)``."""
+    tail = bytearray()
+    more = False
+    budget = _TAIL_BUDGET * limit
+    try:
+        piece = step(rest, _TAIL_STEP)
+        while piece:
+            more = True
+            budget -= len(piece)
+            if tail_limit:
+                tail += piece
+                if len(tail) > 2 * tail_limit:
+                    del tail[: len(tail) - tail_limit]
+            if budget <= 0:
+                return b"", True  # a bomb: past the budget the end is not worth finding
+            piece = step(b"", _TAIL_STEP)
+    except Exception:
+        # Damaged past the head, or a decoder that cannot go on: if input was left, the body
+        # was longer than the head.
+        more = more or bool(rest)
+    return bytes(tail[-tail_limit:]) if tail_limit else b"", more
 
 
 def _decoder(encoding: str, data: bytes) -> Callable[[bytes, int], bytes] | None:
@@ -96,8 +149,9 @@ def _zlib_step(wbits: int) -> Callable[[bytes, int], bytes]:
     decompressor = zlib.decompressobj(wbits)
 
     def step(chunk: bytes, room: int) -> bytes:
-        # max_length bounds the output; what is left unconsumed is beyond the cap anyway.
-        return decompressor.decompress(chunk, room)
+        # max_length bounds the output; input it leaves unconsumed goes first next time.
+        pending = decompressor.unconsumed_tail
+        return decompressor.decompress(pending + chunk if pending else chunk, room)
 
     return step
 

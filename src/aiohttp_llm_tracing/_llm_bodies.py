@@ -74,25 +74,31 @@ def read_response(
     cuts = [offset for offset, _ in marks[1:]]
     if marks and body.marks_complete:
         cuts.append(len(body.head))
-    decoded = decode(bytes(body.head), call.content_encoding, call.options.max_body_bytes, cuts)
+    limit = call.options.max_body_bytes
+    decoded = decode(
+        bytes(body.head), call.content_encoding, limit, cuts, tail_limit=body.tail_limit
+    )
     head = decoded.data
-    # Compressed bytes past the cap cannot be decoded without the bytes before them, so the
-    # tail window only helps when the caller read the body decoded (aiohttp's default).
-    tail = bytes(body.tail) if body.truncated and not decoded.encoded else b""
-    if body.truncated:
+    # Cut before decoding (the capture's cap) or by it (compressed under the cap, inflated past
+    # it): either way only the ends can be read.
+    truncated = body.truncated or decoded.truncated
+    # Compressed bytes past the cap cannot be decoded without the bytes before them; a body
+    # captured whole but inflating past the cap has its decoded end instead.
+    tail = decoded.tail if decoded.encoded else bytes(body.tail) if body.truncated else b""
+    if truncated:
         mark(attributes, A.BODY_TRUNCATED, "response")
     kind = call.stream_kind
     # Some servers label their event streams text/plain or application/json.
     if kind is None and head[:64].lstrip().startswith(_SSE_STARTS):
         kind = "sse"
-    if kind is None and not body.truncated:
+    if kind is None and not truncated:
         # Generated images and audio come back as base64 too: placeholders, not blobs.
         data = loads(elide_media(head))
         if data is INVALID and b"}\n{" in head:
             kind = "ndjson"  # JSON lines served as application/json
     if kind is not None:
-        return _read_stream(call, attributes, reason, kind, head, tail, decoded, marks)
-    if body.truncated:
+        return _read_stream(call, attributes, reason, kind, head, tail, decoded, marks, truncated)
+    if truncated:
         # Cut JSON does not parse; id, model and usage are at its ends.
         response = call.adapter.parse_response(top_level_fields(head, tail))
         response.output = response.messages = None
@@ -121,11 +127,12 @@ def _read_stream(
     tail: bytes,
     decoded: Decoded,
     marks: list[tuple[int, int]],
+    truncated: bool,
 ) -> ParsedResponse:
     body = call.response_body
     assert body is not None
     response = None
-    if kind == "sse" and not body.truncated:
+    if kind == "sse" and not truncated:
         fast = getattr(call.adapter, "parse_stream_body", None)
         response = fast(head) if fast is not None else None
     problem = None
@@ -136,10 +143,14 @@ def _read_stream(
         response = call.adapter.parse_stream(framed.events)
     _first_chunk(call, attributes, response, decoded, marks)
     if kind == "sse":
-        last = tail or (b"" if body.truncated else head)  # unknown if cut and compressed
+        last = tail or (b"" if truncated else head)  # unknown if cut and compressed
         problem = CUT_OFF if _cut_mid_event(last) else None
-    if problem == CUT_OFF and reason != EndReason.BODY_COMPLETE:
-        problem = None  # the caller stopped reading early: an unfinished event is expected
+    if problem == CUT_OFF and (
+        reason != EndReason.BODY_COMPLETE or (truncated and kind == "eventstream")
+    ):
+        # The caller stopped reading early, or our capture cut the frames (their tail cannot
+        # be framed): an unfinished event is expected, not the server's doing.
+        problem = None
     if problem is not None:
         # Read to its end, yet the last event never finished (the server cut it off), or a
         # frame that does not decode.

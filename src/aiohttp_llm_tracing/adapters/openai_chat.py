@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .._exportable import exportable_str
 from .._sse import SSEEvent
 from . import _common as c
 from ._chat_stream import parse_chat_stream_fast
@@ -218,7 +219,9 @@ def _merge_delta(acc: dict[str, Any], delta: dict[str, Any], wrong: list[str]) -
 
 
 def _accumulated_message(acc: dict[str, Any]) -> dict[str, Any]:
-    text = "".join(acc["text"])
+    # A surrogate pair split across two chunks arrives as two lone halves; joined here, so the
+    # fast path (which decodes the run at once) and the general one agree.
+    text = exportable_str("".join(acc["text"]))
     message: dict[str, Any] = {"role": acc.get("role", "assistant"), "content": text or None}
     if acc.get("refusal"):
         message["refusal"] = "".join(acc["refusal"])
