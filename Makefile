@@ -32,6 +32,7 @@ leak: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy src
 
 format: install
 	$(BIN)/ruff format src tests benchmarks examples

@@ -197,7 +197,7 @@ async def test_cohere(traced, server):
     await client._client_wrapper.httpx_client.httpx_client.aclose()
     assert done.message.content[0].text == "".join(parts) == ANSWER
     for span in two_spans(traced):
-        assert_http(span, "/v2/chat")
+        assert_generation(span, "chat command-a-03-2025")
 
 
 # --- google-genai: aiohttp automatically, a ClientSession subclass per session ----------------

@@ -80,6 +80,7 @@ def test_url_redaction():
     url = URL("https://user:pw@api.example.com/v1/x?api_key=sk-1&q=cats&access_token=t&sig=s")
     redacted = redact_url(url)
     assert "pw" not in redacted and "user" not in redacted
+    assert redacted.startswith("https://REDACTED:REDACTED@api.example.com/v1/x?")
     assert "sk-1" not in redacted and "=t" not in redacted and "sig=s" not in redacted
     assert "q=cats" in redacted
     assert redact_url(URL("http://h/p?a=1")) == "http://h/p?a=1"

@@ -5,6 +5,9 @@ calls, the real OTLP/gRPC exporter sends the spans to a local receiver, and what
 what that receiver decoded from the wire, so the output is proof of the whole route, not of
 in-memory bookkeeping. The agent covers every way a call can end: read to the end, streamed,
 failed with a 500, cancelled, and a stream abandoned half way.
+
+Needs the ``[demo]`` extra (``rich`` and ``openai[aiohttp]``); both are imported when the demo
+runs, so importing this module (for :func:`openai_client`, say) works without them.
 """
 
 from __future__ import annotations
@@ -14,14 +17,10 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from opentelemetry import trace
-from rich.console import Console
-from rich.panel import Panel
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ._context import trace_attributes
 from ._export import setup_tracing
@@ -32,6 +31,11 @@ from ._trace_config import TracingTraceConfig, create_trace_config
 from .mock_llm import MockLLMServer
 from .receiver import OTLPGrpcReceiver, ReceivedSpan
 from .render import print_trees
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
 
 __all__ = ["DemoResult", "openai_client", "run_demo"]
 
@@ -233,6 +237,8 @@ def _verdict(
 
 def stats_table(stats: RegistryStats) -> Table:
     """The registry's counters as a small table."""
+    from rich.table import Table
+
     table = Table(title="Span registry", title_justify="left", show_header=False)
     table.add_column("counter")
     table.add_column("value", justify="right")
@@ -248,8 +254,14 @@ def stats_table(stats: RegistryStats) -> Table:
     return table
 
 
-def run_demo(console: Console | None = None) -> DemoResult:
-    """Run the demo, print what arrived over OTLP, and return the result (``ok`` or not)."""
+def run_demo(console: Console | None = None, *, content: bool = False) -> DemoResult:
+    """Run the demo, print what arrived over OTLP, and return the result (``ok`` or not).
+
+    ``content=True`` shows a short preview of each generation's input and output in the trees.
+    """
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     console = console or Console()
     progress = Progress(
         SpinnerColumn(),
@@ -263,13 +275,13 @@ def run_demo(console: Console | None = None) -> DemoResult:
         with _step(progress, console, "Started an OTLP/gRPC receiver on 127.0.0.1"):
             receiver.start()
         try:
-            return _run_with_receiver(receiver, progress, console)
+            return _run_with_receiver(receiver, progress, console, content)
         finally:
             receiver.stop(grace=1.0)
 
 
 def _run_with_receiver(
-    receiver: OTLPGrpcReceiver, progress: Progress, console: Console
+    receiver: OTLPGrpcReceiver, progress: Progress, console: Console, content: bool = False
 ) -> DemoResult:
     provider = setup_tracing(
         exporter="otlp",
@@ -294,7 +306,7 @@ def _run_with_receiver(
         provider.shutdown(timeout=5.0)
     spans = receiver.spans()
     result = DemoResult(spans, stats, expected, _verdict(spans, stats, expected, flushed))
-    _report(result, console)
+    _report(result, console, content)
     return result
 
 
@@ -323,10 +335,12 @@ def _loopback_without_proxy() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _report(result: DemoResult, console: Console) -> None:
+def _report(result: DemoResult, console: Console, content: bool = False) -> None:
+    from rich.panel import Panel
+
     console.print()
     console.rule("What the OTLP receiver got")
-    print_trees(result.spans, console)
+    print_trees(result.spans, console, content=content)
     console.print()
     console.print(stats_table(result.stats))
     console.print()

@@ -40,6 +40,7 @@ class HttpSpan:
         "cancel_pending",
         "capture",
         "ended",
+        "extra",
         "llm",
         "protocol",
         "registry",
@@ -66,6 +67,7 @@ class HttpSpan:
         self.cancel_pending = False
         self.body: weakref.ref[TracedStream] | None = None
         self.body_seen = 0
+        self.extra: dict[str, Any] | None = None
 
     # -- signals from the body proxy -----------------------------------------------------------
 
@@ -117,6 +119,8 @@ class HttpSpan:
             span.end()
             return
         attributes: dict[str, Any] = {A.END_REASON: reason}
+        if self.extra:
+            attributes.update(self.extra)
         if self.status_code:
             attributes[A.HTTP_RESPONSE_STATUS_CODE] = self.status_code
             if self.protocol is not None:

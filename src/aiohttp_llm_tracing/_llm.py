@@ -33,6 +33,7 @@ from ._capture import BodyCapture
 from ._context import TraceAttributes
 from ._exportable import exportable_str
 from ._framing import stream_kind
+from ._http_conventions import llm_header_attributes
 from ._llm_attributes import cut, mark, request_attributes, response_attributes
 from ._llm_bodies import error_snippet, read_request, read_response
 from ._media import elide_media
@@ -141,6 +142,7 @@ class LLMCall:
         "request_body",
         "request_headers",
         "response_body",
+        "response_headers",
         "start_attributes",
         "started_ns",
         "stream_kind",
@@ -158,6 +160,7 @@ class LLMCall:
         self.trace_attrs = trace_attrs
         # Read only if the API sends an error back: its credentials are scrubbed from the text.
         self.request_headers: Mapping[str, str] = {}
+        self.response_headers: Mapping[str, str] = {}
         named = options.provider_name or _provider_by_host(url.raw_host or "")
         # Named by the caller or the host: the body cannot override it.
         self.provider_fixed = named is not None
@@ -199,7 +202,7 @@ class LLMCall:
 
     def on_response(self, response: ClientResponse) -> BodyCapture:
         """Headers arrived: decide how the body will be read back and start capturing it."""
-        headers = response.headers
+        headers = self.response_headers = response.headers
         self.stream_kind = stream_kind(headers.get("Content-Type", ""))
         self.content_encoding = headers.get("Content-Encoding")
         # Timed whatever the type: a JSON array can be a stream too (Gemini without alt=sse),
@@ -230,6 +233,8 @@ class LLMCall:
         if response is not None and response.wrong_types:
             fields = ", ".join(response.wrong_types)
             mark(attributes, A.PARSE_ERROR, f"response: wrong JSON types in {fields}")
+        # The provider's request ID and rate-limit state: what a support ticket or a 429 needs.
+        attributes.update(llm_header_attributes(self.response_headers))
         if request.provider and not self.provider_fixed:
             attributes[A.GEN_AI_PROVIDER_NAME] = request.provider
         if response is not None and response.error_message:

@@ -33,7 +33,8 @@ _SHORTEST_SECRET = 8  # shorter values would redact ordinary words
 
 
 def redact_url(url: URL) -> str:
-    """``url`` as a string with user info removed and key-like query values replaced.
+    """``url`` as a string with user info as ``REDACTED:REDACTED`` and key-like query values
+    replaced.
 
     Cached per distinct URL string: LLM clients call the same few endpoints over and over, so
     the common case costs one dictionary lookup.
@@ -80,7 +81,9 @@ def _redact_match(match: re.Match[str]) -> str:
 def _redact(raw: str) -> str:
     url = URL(raw)
     if url.raw_user or url.raw_password:
-        url = url.with_user(None)
+        # As the HTTP conventions (and OpenTelemetry's own instrumentations) write it: that
+        # there were credentials is kept, never what they were.
+        url = url.with_user(REDACTED).with_password(REDACTED)
     if url.raw_fragment:
         # Fragments never reach the server, but OAuth implicit flows put tokens there.
         url = url.with_fragment(None)

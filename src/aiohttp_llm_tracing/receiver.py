@@ -6,7 +6,8 @@ Two receivers are provided, both bound to ``127.0.0.1`` only:
   target of the standard gRPC span exporter or of a collector.
 * :class:`OTLPHttpReceiver` imitates Langfuse's OTLP/HTTP ingestion endpoint
   (``POST /api/public/otel/v1/traces``), so the Langfuse-style HTTP exporter path can be
-  exercised end to end without network access.
+  exercised end to end without network access; ``paths`` adds others, such as the standard
+  OTLP/HTTP ``/v1/traces`` (:data:`OTLP_HTTP_TRACES_PATH`).
 
 Both decode what they receive into :class:`ReceivedSpan` objects, expose a thread-safe
 snapshot through ``spans()`` and let callers block until enough spans have arrived with
@@ -37,6 +38,7 @@ from ._export import LANGFUSE_TRACES_PATH
 
 __all__ = [
     "LANGFUSE_OTLP_TRACES_PATH",
+    "OTLP_HTTP_TRACES_PATH",
     "OTLPGrpcReceiver",
     "OTLPHttpReceiver",
     "ReceivedRequest",
@@ -48,6 +50,8 @@ _log = logging.getLogger(__name__)
 
 #: Path on which Langfuse accepts OTLP/HTTP traces, relative to its base URL.
 LANGFUSE_OTLP_TRACES_PATH = LANGFUSE_TRACES_PATH  # the one path, shared with the exporter
+#: The standard OTLP/HTTP traces path, where an OTLP/HTTP exporter posts by default.
+OTLP_HTTP_TRACES_PATH = "/v1/traces"
 
 _HOST = "127.0.0.1"
 # Large enough for any realistic batch; the defaults (4 MiB gRPC, 1 MiB aiohttp) can
@@ -212,7 +216,8 @@ class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         request: ExportTraceServiceRequest,
         context: grpc.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        metadata = {md.key: md.value for md in context.invocation_metadata()}
+        # Each item is a (key, value) named tuple.
+        metadata = {key: value for key, value in context.invocation_metadata()}
         self._receiver._record(metadata, spans_from_request(request))
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -315,6 +320,7 @@ class OTLPHttpReceiver(_SpanStore):
     Successful exports get ``200`` with an empty protobuf body. Other paths get ``404``
     (recorded in :attr:`other_paths`), a wrong content type ``400``, undecodable bodies
     ``400`` and, when ``require_auth`` is set, a mismatched ``Authorization`` header ``401``.
+    ``paths`` are the paths that accept traces: Langfuse's only, by default.
     """
 
     def __init__(
@@ -324,9 +330,13 @@ class OTLPHttpReceiver(_SpanStore):
         require_auth: str | None = None,
         on_spans: SpansCallback | None = None,
         keep: bool = True,
+        paths: Iterable[str] = (LANGFUSE_OTLP_TRACES_PATH,),
     ) -> None:
         super().__init__(on_spans, keep)
         self._requested_port = port
+        self._paths = tuple(dict.fromkeys(paths))
+        if not self._paths:
+            raise ValueError("paths must name at least one traces path")
         self._require_auth = require_auth
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -341,8 +351,8 @@ class OTLPHttpReceiver(_SpanStore):
 
     @property
     def traces_url(self) -> str:
-        """Full URL of the OTLP traces endpoint."""
-        return self.base_url + LANGFUSE_OTLP_TRACES_PATH
+        """Full URL of the OTLP traces endpoint (the first of ``paths``)."""
+        return self.base_url + self._paths[0]
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -417,7 +427,8 @@ class OTLPHttpReceiver(_SpanStore):
 
     async def _serve(self) -> int:
         app = web.Application(client_max_size=_MAX_MESSAGE_BYTES)
-        app.router.add_post(LANGFUSE_OTLP_TRACES_PATH, self._handle_traces)
+        for path in self._paths:
+            app.router.add_post(path, self._handle_traces)
         app.router.add_route("*", "/{tail:.*}", self._handle_other)
         # aiohttp's server gunzips request bodies by default, which would make an explicit
         # gzip.decompress() fail; decoding in one place keeps Content-Encoding handling

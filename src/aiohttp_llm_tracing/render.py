@@ -1,7 +1,11 @@
 """Render received spans as one rich tree per trace.
 
 Used by the ``receive`` CLI command and the demo to show, at a glance, how LLM call spans
-nest and what they recorded (model, token usage, time to first token, end reason, errors).
+nest and what they recorded (model, token usage, time to first token, end reason, errors and,
+with ``content=True``, a short preview of each generation's input and output).
+
+Rendering needs ``rich`` (the ``[cli]`` extra); it is imported on first use, so
+:func:`spans_to_json` and importing this module work without it.
 """
 
 from __future__ import annotations
@@ -11,24 +15,55 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 if TYPE_CHECKING:
     # Only needed for annotations; rendering is duck-typed on the span fields.
+    from rich.console import Console
+    from rich.tree import Tree
+
     from .receiver import ReceivedSpan
 
-__all__ = ["build_trees", "print_trees", "spans_to_json"]
+__all__ = ["PREVIEW_CHARS", "build_trees", "print_trees", "spans_to_json"]
 
 _STATUS_OK = Status.STATUS_CODE_OK
 _STATUS_ERROR = Status.STATUS_CODE_ERROR
+
+#: How many characters of a generation's input and output ``content=True`` shows.
+PREVIEW_CHARS = 80
+# What a preview shows, first key present wins: Langfuse's own attributes, then the GenAI
+# semantic conventions' (set by other instrumentations).
+_PREVIEWS = (
+    ("input", ("langfuse.observation.input", "gen_ai.input.messages")),
+    ("output", ("langfuse.observation.output", "gen_ai.output.messages")),
+)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _one_line(value: object) -> str:
     # Tree labels must stay on one line; attribute values and status messages can carry
     # newlines (e.g. provider error bodies).
-    return escape(" ".join(str(value).split()))
+    return _escape(" ".join(str(value).split()))
+
+
+def _preview(value: object) -> str:
+    text = " ".join(str(value).split())
+    if len(text) > PREVIEW_CHARS:
+        text = text[: PREVIEW_CHARS - 1] + "…"
+    return _escape(text)  # after the cut, so no escape sequence is split
+
+
+def _content_lines(span: ReceivedSpan) -> list[str]:
+    lines = []
+    for shown, keys in _PREVIEWS:
+        value = next((span.attributes[k] for k in keys if k in span.attributes), None)
+        if value is not None:
+            lines.append(f"[dim]{shown}:[/dim] {_preview(value)}")
+    return lines
 
 
 def _fmt_ms(ms: float) -> str:
@@ -37,7 +72,7 @@ def _fmt_ms(ms: float) -> str:
 
 def _span_label(span: ReceivedSpan) -> str:
     attrs = span.attributes
-    parts = [f"[bold]{escape(span.name)}[/bold]", _fmt_ms(span.duration_ms)]
+    parts = [f"[bold]{_escape(span.name)}[/bold]", _fmt_ms(span.duration_ms)]
 
     if span.status_code == _STATUS_ERROR:
         status = "ERROR"
@@ -83,7 +118,7 @@ def _span_label(span: ReceivedSpan) -> str:
 
 
 def _trace_label(trace_id: str, spans: list[ReceivedSpan]) -> str:
-    parts = [f"[dim]trace[/dim] {escape(trace_id)}"]
+    parts = [f"[dim]trace[/dim] {_escape(trace_id)}"]
     # Identity attributes may sit on any span (often only on the LLM span), so take the
     # earliest one present anywhere in the trace.
     for key, shown in (("session.id", "session"), ("user.id", "user")):
@@ -93,13 +128,17 @@ def _trace_label(trace_id: str, spans: list[ReceivedSpan]) -> str:
     return " ".join(parts)
 
 
-def build_trees(spans: Iterable[ReceivedSpan]) -> list[Tree]:
+def build_trees(spans: Iterable[ReceivedSpan], *, content: bool = False) -> list[Tree]:
     """Build one :class:`rich.tree.Tree` per trace.
 
     Traces are ordered by their earliest span start; within a trace, children nest under
     their parents in start order. A span whose parent is not among ``spans`` (not exported
     yet, or dropped) is shown as an additional root of its trace rather than being hidden.
+    With ``content=True`` each span that recorded an input or output (a generation) gets
+    one dim line for each, cut to :data:`PREVIEW_CHARS` characters, above its children.
     """
+    from rich.tree import Tree
+
     by_trace: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
         by_trace.setdefault(span.trace_id, []).append(span)
@@ -121,12 +160,12 @@ def build_trees(spans: Iterable[ReceivedSpan]) -> list[Tree]:
         tree = Tree(_trace_label(trace_id, trace_spans), guide_style="dim")
         visited: set[int] = set()
         for root in roots:
-            _add_subtree(tree, root, children, visited)
+            _add_subtree(tree, root, children, visited, content)
         # Spans caught in a parent cycle (malformed input) are unreachable from any root;
         # show them as roots so nothing silently disappears.
         for span in trace_spans:
             if id(span) not in visited:
-                _add_subtree(tree, span, children, visited)
+                _add_subtree(tree, span, children, visited, content)
         trees.append(tree)
     return trees
 
@@ -136,19 +175,28 @@ def _add_subtree(
     span: ReceivedSpan,
     children: Mapping[str, list[ReceivedSpan]],
     visited: set[int],
+    content: bool,
 ) -> None:
     # Identity (not span_id) marks visits so duplicate exports of one span still render.
     visited.add(id(span))
     child_node = node.add(_span_label(span))
+    if content:
+        for line in _content_lines(span):
+            child_node.add(line)
     for child in children.get(span.span_id, []):
         if id(child) not in visited:
-            _add_subtree(child_node, child, children, visited)
+            _add_subtree(child_node, child, children, visited, content)
 
 
-def print_trees(spans: Iterable[ReceivedSpan], console: Console | None = None) -> None:
+def print_trees(
+    spans: Iterable[ReceivedSpan], console: Console | None = None, *, content: bool = False
+) -> None:
     """Print :func:`build_trees` output to ``console`` (a new stdout console by default)."""
-    console = console or Console()
-    for tree in build_trees(spans):
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    for tree in build_trees(spans, content=content):
         console.print(tree)
 
 

@@ -19,7 +19,8 @@ class MockLLMServer:
 
     def __init__(self, *, port: int = 0, chunk_delay: float = 0.0) -> None:
         self.app = create_app(chunk_delay=chunk_delay)
-        self._port, self._runner = port, None
+        self._port: int = port
+        self._runner: web.AppRunner | None = None
 
     @property
     def port(self) -> int:

@@ -18,7 +18,8 @@ from ._wire import Built, chunk_count, count_tokens, llm_handler, prompt_of, spl
 @llm_handler
 def _messages(request: web.Request, body: dict[str, Any], model: str) -> Built:
     _, text, itok = prompt_of(body)
-    msg = {"id": "msg_mock_1", "type": "message", "role": "assistant", "model": model}
+    msg: dict[str, Any] = {"id": "msg_mock_1", "type": "message", "role": "assistant"}
+    msg["model"] = model
     done = {"stop_reason": "end_turn", "stop_sequence": None}
     if not body.get("stream"):
         usage = {"input_tokens": itok, "output_tokens": count_tokens(text)}

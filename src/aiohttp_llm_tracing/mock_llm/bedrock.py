@@ -95,7 +95,7 @@ def _answer(body: dict[str, Any], model: str, tools: list[Any], result_key: str)
     prompt, text, itok = prompt_of(body)
     msgs = body.get("messages") or []
     last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
-    parts = last.get("content") if isinstance(last.get("content"), list) else []
+    parts: list[Any] = last["content"] if isinstance(last.get("content"), list) else []
     # A user turn carrying tool results must be answered in text, or a client's tool loop spins.
     answered = any(
         isinstance(p, dict) and (result_key in p or p.get("type") == result_key) for p in parts
@@ -221,7 +221,9 @@ def _converse_stream(request: web.Request, body: dict[str, Any], model: str) -> 
     if a.tool:  # only tool blocks get a contentBlockStart; text starts with its first delta
         start = {"toolUse": {"toolUseId": "tooluse_mock_1", "name": a.tool}}
         frames.append(_ev("contentBlockStart", contentBlockIndex=0, start=start))
-        deltas = [{"toolUse": {"input": p}} for p in split(json.dumps(a.args), n)]
+        deltas: list[dict[str, Any]] = [
+            {"toolUse": {"input": p}} for p in split(json.dumps(a.args), n)
+        ]
     else:
         deltas = [{"text": p} for p in split(a.text, n)]
     head = len(frames)
@@ -275,7 +277,7 @@ def _anthropic_events(a: _Answer, model: str, n: int) -> tuple[list[dict[str, An
         "invocationLatency": LATENCY_MS,
         "firstByteLatency": LATENCY_MS // 2,
     }
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "message_start", "message": start},
         {"type": "content_block_start", "index": 0, "content_block": block},
         *({"type": "content_block_delta", "index": 0, "delta": d} for d in deltas),

@@ -147,7 +147,7 @@ def _chat_events(request: web.Request, body: dict[str, Any], model: str, ev: Fra
     if tool:
         plan = f"I will call {tool} to answer this."
         args = json.dumps({"query": prompt[:40]})
-        call = {"id": TOOL_CALL_ID, "type": "function"}
+        call: dict[str, Any] = {"id": TOOL_CALL_ID, "type": "function"}
         call["function"] = {"name": tool, "arguments": args}
         usage, finish = _usage(itok, count_tokens(f"{plan} {args}"), model), "TOOL_CALL"
         message: dict[str, Any] = {"role": "assistant", "tool_plan": plan, "tool_calls": [call]}

@@ -23,15 +23,23 @@ def _chat(request: web.Request, body: dict[str, Any], model: str) -> Built:
         tool = (tools[0].get("function") or tools[0]).get("name", "tool")
     args = json.dumps({"query": prompt[:40]})
     ctok = count_tokens(args if tool else text)
-    usage = {"prompt_tokens": ptok, "completion_tokens": ctok, "total_tokens": ptok + ctok}
+    usage: dict[str, Any] = {
+        "prompt_tokens": ptok,
+        "completion_tokens": ctok,
+        "total_tokens": ptok + ctok,
+    }
     usage |= {"prompt_tokens_details": {"cached_tokens": 0}}
     usage |= {"completion_tokens_details": {"reasoning_tokens": 0}}
-    base = {"id": "chatcmpl-mock-1", "created": CREATED, "model": model}
+    base: dict[str, Any] = {"id": "chatcmpl-mock-1", "created": CREATED, "model": model}
     base["system_fingerprint"] = "fp_mock"
     finish = "tool_calls" if tool else "stop"
     call = {"id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": args}}
     if not body.get("stream"):
-        message = {"role": "assistant", "content": None if tool else text, "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if tool else text,
+            "refusal": None,
+        }
         message |= {"tool_calls": [call]} if tool else {}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         return {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
@@ -100,7 +108,12 @@ def _responses(request: web.Request, body: dict[str, Any], model: str) -> Built:
     otok, seq = count_tokens(text), itertools.count()
     part = {"type": "output_text", "text": text, "annotations": []}
     item = {"type": "message", "id": "msg_mock_1", "status": "completed", "role": "assistant"}
-    resp = {"id": "resp_mock_1", "object": "response", "created_at": CREATED, "model": model}
+    resp: dict[str, Any] = {
+        "id": "resp_mock_1",
+        "object": "response",
+        "created_at": CREATED,
+        "model": model,
+    }
     resp |= {
         "status": "completed",
         "error": None,
@@ -111,7 +124,7 @@ def _responses(request: web.Request, body: dict[str, Any], model: str) -> Built:
     if not body.get("stream"):
         return resp
     ids = {"item_id": "msg_mock_1", "output_index": 0, "content_index": 0}
-    pending = {"status": "in_progress", "output": [], "usage": None}
+    pending: dict[str, Any] = {"status": "in_progress", "output": [], "usage": None}
 
     def ev(kind: str, **fields: Any) -> bytes:
         return sse({"type": kind, "sequence_number": next(seq), **fields}, event=kind)

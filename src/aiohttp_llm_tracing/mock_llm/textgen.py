@@ -90,7 +90,7 @@ def _tgi_token(i: int, text: str) -> dict[str, Any]:
 
 @llm_handler
 def _tgi(request: web.Request, body: dict[str, Any], model: str) -> Built:
-    inputs = body.get("inputs") if isinstance(body.get("inputs"), str) else ""
+    inputs: str = body["inputs"] if isinstance(body.get("inputs"), str) else ""
     params = _params(body)
     words, cut = _answer(inputs, params)
     tokens = [_tgi_token(i, w) for i, w in enumerate(words)] + ([] if cut else [EOS])
@@ -145,7 +145,7 @@ def _tgi(request: web.Request, body: dict[str, Any], model: str) -> Built:
 
 @llm_handler
 def _sglang(request: web.Request, body: dict[str, Any], model: str) -> Built:
-    prompt = body.get("text") if isinstance(body.get("text"), str) else ""
+    prompt: str = body["text"] if isinstance(body.get("text"), str) else ""
     ids = body.get("input_ids")
     prompt_tokens = len(ids) if isinstance(ids, list) and not prompt else count_tokens(prompt)
     words, cut = _answer(prompt, _params(body))
