@@ -157,7 +157,7 @@ def _zlib_step(wbits: int) -> Callable[[bytes, int], bytes]:
 
 
 def _brotli_step() -> Callable[[bytes, int], bytes]:
-    decompressor = _brotli.Decompressor()  # type: ignore[union-attr]
+    decompressor = _brotli.Decompressor()
 
     def step(chunk: bytes, room: int) -> bytes:
         try:

@@ -41,9 +41,9 @@ class TracingProvider(TracerProvider):
     waits at most ``timeout`` seconds. The provider shuts itself down at interpreter exit.
     """
 
-    def __init__(self, *args, shutdown_timeout: float = 5.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, shutdown_timeout: float = 5.0, **kwargs: Any) -> None:
         # Our own exit hook, so in-flight spans are ended before the last export.
-        super().__init__(*args, shutdown_on_exit=False, **kwargs)
+        super().__init__(shutdown_on_exit=False, **kwargs)
         self._shutdown_timeout = shutdown_timeout
         self._shutdown_lock = threading.Lock()
         self._shut = False

@@ -14,6 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.http import ExcludeList
+from opentelemetry.util.types import AttributeValue
 from yarl import URL
 
 from . import _attributes as A
@@ -108,7 +109,7 @@ class Hooks:
                 return
             request_id = _uuid4()
             known = method in options.known_methods
-            attributes = {
+            attributes: dict[str, AttributeValue] = {
                 A.HTTP_REQUEST_METHOD: method if known else "_OTHER",
                 A.URL_FULL: redact_url(url) if options.url_filter is None else self._filtered(url),
                 A.SERVER_ADDRESS: url.raw_host or "",

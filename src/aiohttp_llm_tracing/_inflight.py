@@ -157,13 +157,13 @@ class HttpSpan:
             attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = "cancelled by the caller"
         if self.llm is not None:
             try:
-                message = self.llm.finish(attributes, self, reason)
+                api_message = self.llm.finish(attributes, self, reason)
             except Exception as exc:
-                message = None
+                api_message = None
                 self.registry.record_internal_error("llm.finish", exc)
-            if message is not None and (status is None or not status.description):
+            if api_message is not None and (status is None or not status.description):
                 # The API's own words beat a bare status code (and catch errors in a 200 body).
-                status = Status(StatusCode.ERROR, message)
+                status = Status(StatusCode.ERROR, api_message)
         # The one gate: whatever the server sent, nothing here can make the exporter drop a batch.
         span.set_attributes(exportable_attributes(attributes))
         if status is not None:

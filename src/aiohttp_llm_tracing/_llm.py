@@ -259,8 +259,8 @@ class LLMCall:
             if snippet:
                 attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = self._redact(snippet)
                 attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
-        for site, exc in dict(reversed(self.failures)).items():  # once per site, the first
-            entry.internal_error(site, exc)
+        for site, failure in dict(reversed(self.failures)).items():  # once per site, the first
+            entry.internal_error(site, failure)
         return message
 
     def _redact(self, text: str) -> str:

@@ -49,12 +49,12 @@ def _replacement(media_type: bytes | None, run: bytes) -> bytes | None:
     return f'"[{kind}{size} bytes, base64 omitted]"'.encode("ascii")
 
 
-def elide_media(body: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+def elide_media(body: bytes) -> bytes:
     """``body`` with every long base64 JSON string replaced by a placeholder (the same object
     when there is none)."""
     if len(body) < MIN_MEDIA_CHARS:
         return body
-    data = bytes(body)
+    data = body
     match = _HEAD.search(data)
     if match is None:
         return body

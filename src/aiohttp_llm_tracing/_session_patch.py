@@ -143,7 +143,7 @@ def release() -> None:
         _users = max(0, _users - 1)
         if _users:
             return
-        outer = aiohttp.ClientSession.__dict__.get("__init__")
+        outer: Any = aiohttp.ClientSession.__dict__.get("__init__")
         if getattr(outer, "_self_wrapper", None) is _WRAPPER:
             aiohttp.ClientSession.__init__ = outer.__wrapped__  # type: ignore[method-assign]
 

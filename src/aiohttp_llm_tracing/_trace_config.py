@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from opentelemetry import trace
@@ -128,13 +129,17 @@ def create_trace_config(
             response_headers=captured_response_headers(),
         )
     )
-    config = TracingTraceConfig(trace_config_ctx_factory=RequestContext)
+    # aiohttp types its context as SimpleNamespace; ours is a slotted class with the same
+    # role, so the casts are for the checker only (nothing runs per request).
+    config = TracingTraceConfig(
+        trace_config_ctx_factory=cast("type[SimpleNamespace]", RequestContext)
+    )
     config.registry = registry
-    config.on_request_start.append(hooks.on_request_start)
-    config.on_request_redirect.append(hooks.on_request_redirect)
-    config.on_request_end.append(hooks.on_request_end)
-    config.on_request_exception.append(hooks.on_request_exception)
+    config.on_request_start.append(cast(Any, hooks.on_request_start))
+    config.on_request_redirect.append(cast(Any, hooks.on_request_redirect))
+    config.on_request_end.append(cast(Any, hooks.on_request_end))
+    config.on_request_exception.append(cast(Any, hooks.on_request_exception))
     if options is not None:
         # Only LLM calls need the request body; plain tracing skips the per-chunk callback.
-        config.on_request_chunk_sent.append(hooks.on_request_chunk_sent)
+        config.on_request_chunk_sent.append(cast(Any, hooks.on_request_chunk_sent))
     return config

@@ -54,7 +54,7 @@ def _disabled_by_env() -> bool:
     return ENTRY_POINT_NAME in {n.strip() for n in names.split(",")}
 
 
-class AiohttpLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class AiohttpLLMInstrumentor(BaseInstrumentor):
     """An OpenTelemetry instrumentor that traces every ``aiohttp.ClientSession`` created after
     :meth:`instrument`.
 

@@ -27,7 +27,7 @@ class AnthropicMessages:
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         system = body.get("system")
-        system_parts = None
+        system_parts: list[dict[str, str | None]] | None = None
         if isinstance(system, str):
             system_parts = [{"type": "text", "content": system}]
         elif isinstance(system, list):
@@ -85,7 +85,7 @@ class AnthropicMessages:
                 index = _index(data)
                 delta = c.as_dict(data.get("delta"))
                 blocks.setdefault(index, {"type": "text", "text": ""})
-                field_key = _DELTAS.get(delta.get("type"))
+                field_key = _DELTAS.get(c.opt_str(delta.get("type")) or "")
                 if field_key is not None:
                     field, key = field_key
                     pieces.setdefault((index, field), []).append(str(delta.get(key, "")))

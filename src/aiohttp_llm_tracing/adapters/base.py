@@ -82,8 +82,10 @@ class Adapter(Protocol):
     """``langfuse.observation.type``: ``generation`` or ``embedding``."""
     provider: str
     """``gen_ai.provider.name`` when the host does not say otherwise."""
-    path_suffixes: tuple[str, ...]
-    """URL path endings this adapter serves (POST only)."""
+
+    @property
+    def path_suffixes(self) -> tuple[str, ...]:
+        """URL path endings this adapter serves (POST only)."""
 
     def matches(self, path: str) -> bool:
         """Whether a POST to ``path`` is this API (called only when a suffix matched)."""
