@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 
 from ._context import TraceAttributes, current_trace_attributes, trace_attributes
-from ._export import setup_tracing
 from ._reasons import EndReason
 from ._registry import (
     DEFAULT_MAXSIZE,
@@ -35,6 +34,7 @@ from ._sdk_clients import (
     openai_http_client,
     together_http_client,
 )
+from ._setup import setup_tracing
 from ._trace_config import TracingTraceConfig, create_trace_config
 from ._version import __version__
 from .instrumentation import AiohttpLLMInstrumentor, instrument

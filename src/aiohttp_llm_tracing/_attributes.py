@@ -34,6 +34,7 @@ EXCEPTION_STACKTRACE: Final = exception_attributes.EXCEPTION_STACKTRACE
 
 # GenAI (development-status semantic conventions, as of semconv 1.41).
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"

@@ -23,10 +23,10 @@ import aiohttp
 from opentelemetry import trace
 
 from ._context import trace_attributes
-from ._export import setup_tracing
 from ._reasons import EndReason
 from ._registry import RegistryStats
 from ._sdk_clients import openai_http_client
+from ._setup import setup_tracing
 from ._trace_config import TracingTraceConfig, create_trace_config
 from .mock_llm import MockLLMServer
 from .receiver import OTLPGrpcReceiver, ReceivedSpan

@@ -17,14 +17,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from ._registry import close_all_registries
 
-__all__ = ["LANGFUSE_TRACES_PATH", "TracingProvider", "langfuse_exporter", "setup_tracing"]
+__all__ = ["LANGFUSE_TRACES_PATH", "ExporterName", "TracingProvider", "langfuse_exporter"]
 
 _logger = logging.getLogger("aiohttp_llm_tracing")
 
@@ -49,6 +47,8 @@ class TracingProvider(TracerProvider):
         self._shut = False
         self._shutdown_ok = False
         self._reporting: list[_ReportingExporter] = []
+        self.meter_provider: Any = None
+        """The SDK ``MeterProvider`` that ``setup_tracing(metrics=True)`` built, else None."""
         atexit.register(self._at_exit)
 
     def _at_exit(self) -> None:
@@ -65,15 +65,20 @@ class TracingProvider(TracerProvider):
                 return self._shutdown_ok
             self._shut = True
         atexit.unregister(self._at_exit)
-        self._shutdown_ok = _bounded(
-            super().shutdown, self._shutdown_timeout if timeout is None else timeout
-        )
+        limit = self._shutdown_timeout if timeout is None else timeout
+        meters = self.meter_provider
+        if meters is not None:
+            _bounded(lambda: meters.shutdown(timeout_millis=limit * 1000), limit)
+        self._shutdown_ok = _bounded(super().shutdown, limit)
         return self._shutdown_ok
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Export everything ended so far; ``True`` if done within ``timeout`` seconds and every
         export since the last flush succeeded (a batch the endpoint rejected, a 401 say, makes
         it ``False``; the SDK's own ``force_flush`` says ``True`` there)."""
+        meters = self.meter_provider
+        if meters is not None:
+            _bounded(lambda: meters.force_flush(int(timeout * 1000)), timeout)
         done = _bounded(lambda: self.force_flush(int(timeout * 1000)), timeout)
         failed = [exporter.take_failures() for exporter in self._reporting]
         return done and not any(failed)
@@ -166,109 +171,3 @@ def langfuse_exporter(
         compression=Compression.Gzip,
         timeout=timeout,
     )
-
-
-def setup_tracing(
-    *,
-    exporter: ExporterName | SpanExporter = "auto",
-    service_name: str | None = None,
-    endpoint: str | None = None,
-    insecure: bool | None = None,
-    langfuse_host: str | None = None,
-    set_global: bool = True,
-    export_timeout: float = 10.0,
-    shutdown_timeout: float = 5.0,
-    schedule_delay: float | None = None,
-) -> TracingProvider:
-    """Build a TracerProvider with a BatchSpanProcessor and return it.
-
-    **Parameters:**
-
-    * **exporter** - ``"langfuse"`` (OTLP/HTTP straight to Langfuse), ``"otlp"`` (OTLP/gRPC to a
-      collector, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables), ``"console"``,
-      ``"none"``, or any ``SpanExporter``. ``"auto"`` picks Langfuse when
-      ``LANGFUSE_PUBLIC_KEY`` and ``LANGFUSE_SECRET_KEY`` are set, else OTLP/gRPC.
-    * **service_name** - ``service.name``; else ``OTEL_SERVICE_NAME``; else
-      ``aiohttp-llm-tracing``.
-    * **endpoint** / **insecure** - override the OTLP/gRPC endpoint (``host:port``) and TLS.
-    * **langfuse_host** - override ``LANGFUSE_HOST``.
-    * **set_global** - also install it as the global tracer provider.
-    * **export_timeout** - seconds one export may take before it is abandoned.
-    * **shutdown_timeout** - the longest ``shutdown()`` (and the exit hook) waits.
-    * **schedule_delay** - seconds between batch exports (the SDK's default is 5).
-
-    Call ``provider.shutdown()`` (or let the exit hook do it) so the last batch is sent.
-    """
-    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "aiohttp-llm-tracing"
-    provider = TracingProvider(
-        resource=Resource.create({SERVICE_NAME: name}), shutdown_timeout=shutdown_timeout
-    )
-    span_exporter = _exporter(exporter, endpoint, insecure, langfuse_host, export_timeout)
-    if span_exporter is not None:
-        kwargs = {}
-        if schedule_delay is not None:
-            kwargs["schedule_delay_millis"] = schedule_delay * 1000
-        provider.add_reporting_exporter(
-            span_exporter, export_timeout_millis=export_timeout * 1000, **kwargs
-        )
-    if set_global:
-        _warn_if_global_provider_exports()
-        trace.set_tracer_provider(provider)
-    return provider
-
-
-_warned_global = False
-
-
-def _warn_if_global_provider_exports() -> None:
-    """Warn when another SDK provider with processors is the global one already.
-
-    OpenTelemetry keeps the first global provider, so ours would not replace it: spans from
-    trace configs built without ``tracer_provider=`` go to that one, and with the Langfuse SDK
-    (whose processor exports to Langfuse itself) every span can reach Langfuse twice.
-    """
-    global _warned_global
-    current = trace.get_tracer_provider()
-    if _warned_global or not isinstance(current, TracerProvider):
-        return
-    # The SDK has no public accessor for a provider's processors.
-    active = getattr(current, "_active_span_processor", None)
-    processors = getattr(active, "_span_processors", ())
-    if processors:
-        _warned_global = True
-        names = ", ".join(sorted({type(p).__name__ for p in processors}))
-        _logger.warning(
-            "aiohttp-llm-tracing: a global TracerProvider with span processors (%s) is installed "
-            "already and stays the global one; setup_tracing's provider is not made global. "
-            "Pass tracer_provider= to instrument()/create_trace_config(), or use that provider "
-            "alone (with the Langfuse SDK, setup_tracing(exporter='langfuse') beside it exports "
-            "every span twice).",
-            names,
-        )
-
-
-def _exporter(
-    exporter: ExporterName | SpanExporter,
-    endpoint: str | None,
-    insecure: bool | None,
-    langfuse_host: str | None,
-    timeout: float,
-) -> SpanExporter | None:
-    if not isinstance(exporter, str):
-        return exporter
-    if exporter == "auto":
-        has_keys = os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY")
-        exporter = "langfuse" if has_keys else "otlp"
-    if exporter == "langfuse":
-        return langfuse_exporter(host=langfuse_host, timeout=timeout)
-    if exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(endpoint=endpoint, insecure=insecure, timeout=timeout)
-    if exporter == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    if exporter == "none":
-        return None
-    raise ValueError(f"unknown exporter {exporter!r}")

@@ -22,6 +22,7 @@ from ._context import _CURRENT, _EMPTY, from_request_ctx
 from ._http_conventions import header_attributes
 from ._inflight import HttpSpan
 from ._llm import LLMOptions, match_llm_call
+from ._metrics import Metrics
 from ._reasons import EndReason
 from ._redact import redact_url
 from ._registry import SpanRegistry
@@ -79,6 +80,7 @@ class HookOptions:
     request_hook: RequestHook | None
     response_hook: ResponseHook | None
     response_headers: tuple[str, ...]
+    metrics: Metrics | None
 
 
 class Hooks:
@@ -143,7 +145,7 @@ class Hooks:
                 started = getattr(span, "start_time", None)
                 if isinstance(started, int):
                     call.started_ns = started
-            entry = HttpSpan(span, request_id, self._registry, call)
+            entry = HttpSpan(span, request_id, self._registry, call, options.metrics)
             # Registered before anything else can fail, so every started span has an owner.
             self._registry.register(request_id, entry)
             ctx.entry = entry

@@ -18,6 +18,7 @@ from ._redact import redact_text
 if TYPE_CHECKING:
     from ._capture import BodyCapture
     from ._llm import LLMCall
+    from ._metrics import Metrics
     from ._registry import SpanRegistry
     from ._stream import TracedStream
 
@@ -42,6 +43,7 @@ class HttpSpan:
         "ended",
         "extra",
         "llm",
+        "metrics",
         "protocol",
         "registry",
         "request_id",
@@ -55,11 +57,13 @@ class HttpSpan:
         request_id: str,
         registry: SpanRegistry,
         llm: LLMCall | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.span = span
         self.request_id = request_id
         self.registry = registry
         self.llm = llm
+        self.metrics = metrics
         self.capture: BodyCapture | None = None
         self.status_code = 0
         self.protocol: str | None = None
@@ -171,6 +175,18 @@ class HttpSpan:
                 status = Status(status.status_code, exportable_str(status.description))
             span.set_status(status)
         span.end()
+        if self.metrics is not None and self.metrics.enabled:
+            self._record_metrics()
+
+    def _record_metrics(self) -> None:
+        span: Any = self.span
+        try:
+            # From the ended span itself: the final attributes and the SDK's own timestamps.
+            start, end = span.start_time, span.end_time
+            if isinstance(start, int) and isinstance(end, int):
+                self.metrics.record(span.attributes, (end - start) / 1e9, self.llm is not None)  # type: ignore[union-attr]
+        except Exception as exc:
+            self.registry.record_internal_error("metrics", exc)
 
 
 def _error_type(error: BaseException) -> str:

@@ -52,6 +52,7 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 32 << 10
 """Characters per recorded content attribute before it is cut with a visible marker."""
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CONTENT_OFF = frozenset({"false", "0", "no", "off", "no_content", "event_only"})
 _REQUEST_TAIL = 4096
 
 _PROVIDER_BY_HOST = (
@@ -92,7 +93,9 @@ class LLMOptions:
         """Explicit arguments first, then the environment, then the defaults."""
         if capture_content is None:
             env = os.environ.get(CAPTURE_ENV, "").strip().lower()
-            capture_content = env not in ("false", "0", "no", "no_content", "off")
+            # The GenAI utilities' values too: content goes on spans for SPAN_ONLY and
+            # SPAN_AND_EVENT; EVENT_ONLY asks for events, which we do not emit, so none.
+            capture_content = env not in _CONTENT_OFF
         adapters = tuple(adapters) if adapters is not None else DEFAULT_ADAPTERS
         return cls(
             capture_content=capture_content,

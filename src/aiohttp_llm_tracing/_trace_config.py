@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 from yarl import URL
 
 from ._hooks import HookOptions, Hooks, RequestContext, RequestHook, ResponseHook
 from ._http_conventions import captured_response_headers, excluded_urls, known_methods
 from ._llm import LLMOptions
+from ._metrics import Metrics
 from ._registry import DEFAULT_SWEEP_INTERVAL, SpanRegistry
 from ._version import __version__
 
@@ -52,6 +54,7 @@ def create_trace_config(
     request_hook: RequestHook | None = None,
     response_hook: ResponseHook | None = None,
     url_filter: Callable[[URL], str] | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> TracingTraceConfig:
     """Build a trace config to pass as ``aiohttp.ClientSession(trace_configs=[...])``.
 
@@ -74,7 +77,10 @@ def create_trace_config(
       ``registry`` is given).
     * **llm** - recognise LLM calls; ``False`` keeps every request a plain HTTP span.
     * **capture_content** - record messages and outputs. Default on, unless
-      ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``false`` (or ``NO_CONTENT``).
+      ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` says otherwise: ``false``,
+      ``NO_CONTENT`` or ``EVENT_ONLY`` (we record content on spans only) turn it off; ``true``,
+      ``SPAN_ONLY`` and ``SPAN_AND_EVENT`` keep it on. Usage, model and errors are recorded
+      either way.
     * **mask** - called on every input and output before it is recorded; return the value to keep.
     * **max_body_bytes** - bytes of each request and response body kept for parsing (1 MiB).
     * **max_attribute_length** - characters per recorded content attribute (32 KiB); longer
@@ -87,6 +93,9 @@ def create_trace_config(
     * **response_hook** - ``hook(span, params)`` called when the headers arrived
       (``TraceRequestEndParams``) or the request failed (``TraceRequestExceptionParams``).
     * **url_filter** - ``filter(url) -> str`` for ``url.full`` (redaction still applies after).
+    * **meter_provider** - where the GenAI and HTTP client metrics go (token usage, operation
+      duration, time to first chunk, request duration); the global one by default, and free
+      while none is configured.
 
     The HTTP conventions' environment variables apply as in the contrib instrumentation:
     ``OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS``, ``OTEL_PYTHON_AIOHTTP_CLIENT_EXCLUDED_URLS``
@@ -127,6 +136,7 @@ def create_trace_config(
             request_hook=request_hook,
             response_hook=response_hook,
             response_headers=captured_response_headers(),
+            metrics=Metrics(meter_provider, SCHEMA_URL),
         )
     )
     # aiohttp types its context as SimpleNamespace; ours is a slotted class with the same
