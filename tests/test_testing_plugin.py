@@ -331,3 +331,29 @@ def test_unread_response_ends_when_the_mock_stops() -> None:
     assert span.attributes["llm_tracing.end_reason"] == "released"
     fixture.close()
     assert fixture.registry.stats().in_flight == 0
+
+
+async def test_process_fixture_sees_the_app_s_own_configs_and_sdk_sessions(
+    llm_tracing_process: TracingFixture,
+) -> None:
+    # An app that builds its own trace config (the global provider, its own registry) and an
+    # SDK that builds its own session: one fixture sees both.
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    from aiohttp_llm_tracing import create_trace_config
+
+    own = create_trace_config(sweep_interval=None)
+    async with MockLLMServer() as server:
+        async with aiohttp.ClientSession(trace_configs=[own]) as s:
+            async with s.get(f"http://127.0.0.1:{server.port}/plain") as resp:
+                await resp.read()
+        async with AsyncOpenAI(
+            base_url=server.base_url, api_key="k", http_client=DefaultAioHttpClient()
+        ) as client:
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+    names = sorted(span.name for span in llm_tracing_process.spans())
+    assert names == ["GET", "chat gpt-4o-mini"]
+    assert own.registry.stats().ended_total == 1
+    assert llm_tracing_process.registry.stats().ended_total == 1

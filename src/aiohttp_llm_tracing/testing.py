@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -45,6 +46,7 @@ __all__ = [
     "llm_tracing",
     "llm_tracing_aioresponses",
     "llm_tracing_instrumented",
+    "llm_tracing_process",
     "traced_aioresponses",
 ]
 
@@ -103,6 +105,66 @@ def llm_tracing_instrumented() -> Iterator[TracingFixture]:
     finally:
         instrumentor.uninstrument()
         fixture.close()
+
+
+class _Forward(SpanProcessor):
+    """Hands every span the global provider ends to the current test's exporter, if any."""
+
+    def __init__(self) -> None:
+        self.target: InMemorySpanExporter | None = None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        target = self.target
+        if target is not None:
+            target.export([span])
+
+
+_FORWARD = _Forward()
+_forwarding = False
+
+
+def _forward_global_spans() -> None:
+    """Make sure every span of the global provider passes :data:`_FORWARD` (once a process)."""
+    global _forwarding
+    if _forwarding:
+        return
+    current = otel_trace.get_tracer_provider()
+    if not isinstance(current, TracerProvider):
+        # Only the API's placeholder: install an SDK provider (the process had none; the
+        # application's own spans then go through it too).
+        otel_trace.set_tracer_provider(TracerProvider())
+        current = otel_trace.get_tracer_provider()
+    if not isinstance(current, TracerProvider):
+        raise RuntimeError("llm_tracing_process: the global tracer provider is not the SDK's")
+    current.add_span_processor(_FORWARD)
+    _forwarding = True
+
+
+@pytest.fixture
+def llm_tracing_process() -> Iterator[TracingFixture]:
+    """A :class:`TracingFixture` that sees every span of the process during the test: the
+    sessions the instrumentor reaches (SDKs' own included) and the trace configs the application
+    builds itself on the global tracer provider (an SDK provider is installed as the global one
+    if the process has none). Spans of configs given another ``tracer_provider`` are not seen.
+    """
+    from .instrumentation import AiohttpLLMInstrumentor
+
+    _forward_global_spans()
+    fixture = TracingFixture()
+    instrumentor = AiohttpLLMInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        raise RuntimeError("llm_tracing_process: the process is instrumented already")
+    instrumentor.instrument(registry=fixture.registry)
+    if instrumentor.trace_config is None or not instrumentor.is_instrumented_by_opentelemetry:
+        raise RuntimeError("llm_tracing_process: instrument() did not run (disabled?)")
+    fixture.trace_config = instrumentor.trace_config
+    _FORWARD.target = fixture.exporter
+    try:
+        yield fixture
+    finally:
+        instrumentor.uninstrument()
+        fixture.close()
+        _FORWARD.target = None
 
 
 @pytest.fixture

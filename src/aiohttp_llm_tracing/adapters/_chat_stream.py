@@ -17,6 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .._sse import parse_sse
+from ._common import json_loads, opt_str
 
 if TYPE_CHECKING:
     from .base import ParsedResponse
@@ -56,6 +57,16 @@ def parse_chat_stream_fast(body: bytes) -> ParsedResponse | None:
     for event in parse_sse(body[:first]):
         if acc.add_event(event):
             return acc.result()
+    result = acc.result_
+    if result.id is None or result.model is None:
+        # No chunk before the text named them (no role chunk): the general path takes them from
+        # the first text chunk, so decode that one whole.
+        end = body.find(b"\n\n", matches[0].end())
+        for event in parse_sse(body[first : len(body) if end == -1 else end]):
+            chunk = json_loads(event.data)
+            if isinstance(chunk, dict):
+                result.id = result.id or opt_str(chunk.get("id"))
+                result.model = result.model or opt_str(chunk.get("model"))
     offset = next((_event_start(body, m.start()) for m in matches if m.end(1) > m.start(1)), None)
     acc.add_texts(_decode_texts([m[1] for m in matches]), offset)
     for event in parse_sse(body[last:], base_offset=last):
