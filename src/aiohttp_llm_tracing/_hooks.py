@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.http import ExcludeList
 from opentelemetry.util.types import AttributeValue
@@ -23,6 +23,7 @@ from ._http_conventions import header_attributes
 from ._inflight import HttpSpan
 from ._llm import LLMOptions, match_llm_call
 from ._metrics import Metrics
+from ._propagation import inject
 from ._reasons import EndReason
 from ._redact import redact_url
 from ._registry import SpanRegistry
@@ -155,9 +156,7 @@ class Hooks:
                 if sent != request_id:
                     span.set_attribute(A.REQUEST_ID, sent)
             if self._propagate:
-                # Looked up per request: applications often set the global propagator after
-                # building their sessions.
-                propagate.inject(headers, context=trace.set_span_in_context(span, current))
+                inject(headers, span, current)
             if options.request_hook is not None:
                 self._call_hook("request_hook", options.request_hook, span, params)
         except Exception as exc:

@@ -169,7 +169,10 @@ class HttpSpan:
                 # The API's own words beat a bare status code (and catch errors in a 200 body).
                 status = Status(StatusCode.ERROR, api_message)
         # The one gate: whatever the server sent, nothing here can make the exporter drop a batch.
-        span.set_attributes(exportable_attributes(attributes))
+        # A plain response's end attributes are our own constants and numbers: nothing to clean.
+        if self.llm is not None or self.extra or status is not None:
+            attributes = exportable_attributes(attributes)
+        span.set_attributes(attributes)
         if status is not None:
             if status.description:
                 status = Status(status.status_code, exportable_str(status.description))

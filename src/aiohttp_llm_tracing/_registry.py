@@ -89,6 +89,8 @@ class _EndingTTLCache(TTLCache):
 
     def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:
         expired = super().expire(time)
+        if not expired:  # nearly always: this runs on every registration
+            return expired
         renewed = []
         for key, value in expired:
             renew = getattr(value, "renew", None)
