@@ -119,6 +119,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def both_content_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trace configs built in the test write content in both vocabularies."""
+    monkeypatch.setenv("AIOHTTP_LLM_TRACING_CONTENT_FORMAT", "both")
+
+
+@pytest.fixture
 def grpc_receiver() -> Iterator[OTLPGrpcReceiver]:
     """A real OTLP/gRPC receiver on 127.0.0.1."""
     with OTLPGrpcReceiver() as receiver:

@@ -42,6 +42,8 @@ SPEC = {
 TOOLS = {"tools": [{"toolSpec": SPEC}]}
 
 pytestmark = [
+    # Both content vocabularies are checked here; the default writes only Langfuse's.
+    pytest.mark.usefixtures("both_content_formats"),
     # litellm's import and response models trip pydantic's own deprecation warnings.
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning"),
 ]

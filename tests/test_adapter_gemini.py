@@ -26,9 +26,12 @@ pytest.register_assert_rewrite("llm_fixtures")
 from llm_fixtures import attrs, fetch_untraced, jattr  # noqa: E402
 
 pytestmark = [
+    # Both content vocabularies are checked here; the default writes only Langfuse's.
+    pytest.mark.usefixtures("both_content_formats"),
     # litellm's import and response models trip pydantic's own deprecation warnings.
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning"),
 ]
+
 
 USER = "Explain distributed tracing for LLM calls in one line"
 ANSWER = "Mock answer to: " + USER[:40]

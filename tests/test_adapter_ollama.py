@@ -28,7 +28,12 @@ pytest.register_assert_rewrite("llm_fixtures")
 from llm_fixtures import attrs, fetch_untraced, jattr  # noqa: E402
 
 pytest_plugins = ["llm_fixtures"]
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")]
+pytestmark = [
+    # Both content vocabularies are checked here; the default writes only Langfuse's.
+    pytest.mark.usefixtures("both_content_formats"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning"),
+]
+
 
 USER = "Explain distributed tracing in one line"
 ANSWER = "Mock answer to: " + USER[:40]

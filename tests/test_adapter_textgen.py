@@ -28,6 +28,11 @@ from llm_fixtures import attrs, fetch_untraced, jattr, sse_data  # noqa: E402
 
 pytest_plugins = ["llm_fixtures"]
 
+
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 PROMPT = "What is distributed tracing?"
 ANSWER = f"Mock answer to: {PROMPT}"
 

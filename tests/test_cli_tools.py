@@ -31,6 +31,10 @@ from aiohttp_llm_tracing.mock_llm import MockLLMServer
 from aiohttp_llm_tracing.receiver import ReceivedSpan
 from aiohttp_llm_tracing.render import PREVIEW_CHARS, print_trees
 
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 TIMEOUT = 60
 PROMPT = "What is the capital of France? " * 5  # longer than a preview
 

@@ -21,6 +21,10 @@ from llm_fixtures import USER, attrs, jattr, sse_data  # noqa: E402
 pytest_plugins = ["llm_fixtures"]
 
 
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 async def post(tracing, url: str, body: dict[str, Any]) -> bytes:
     async with tracing.session() as s, s.post(url, json=body) as resp:
         raw = b""

@@ -25,6 +25,10 @@ pytest_plugins = ["llm_fixtures"]
 MiB = 1 << 20
 
 
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 async def traced_bytes(tracing, url: str, body: Any, **config: Any) -> bytes:
     async with tracing.session(config=tracing.config(**config)) as s:
         async with s.post(url, json=body) as resp:

@@ -13,6 +13,11 @@ from llm_fixtures import ANSWER, TOOLS, USER, attrs, jattr, openai_client  # noq
 
 pytest_plugins = ["llm_fixtures"]
 
+
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 CONTENT_KEYS = (
     "langfuse.observation.input",
     "langfuse.observation.output",

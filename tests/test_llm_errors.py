@@ -18,6 +18,11 @@ from llm_fixtures import USER, attrs, jattr, openai_client  # noqa: E402
 
 pytest_plugins = ["llm_fixtures"]
 
+
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 ERROR_MESSAGES = {400: "Mock bad request", 429: "Mock rate limit reached", 500: "Mock server error"}
 
 

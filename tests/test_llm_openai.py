@@ -23,6 +23,11 @@ from llm_fixtures import (  # noqa: E402
 
 pytest_plugins = ["llm_fixtures"]
 
+
+# Both content vocabularies are checked here; the default writes only Langfuse's.
+pytestmark = pytest.mark.usefixtures("both_content_formats")
+
+
 MESSAGES = [{"role": "system", "content": "Be brief."}, *USER]
 PARAMS = {
     "temperature": 0.25,

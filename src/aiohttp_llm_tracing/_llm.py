@@ -20,11 +20,12 @@ both sides apply):
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from yarl import URL
 
@@ -52,6 +53,10 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 32 << 10
 """Characters per recorded content attribute before it is cut with a visible marker."""
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+CONTENT_FORMAT_ENV = "AIOHTTP_LLM_TRACING_CONTENT_FORMAT"
+CONTENT_FORMATS = ("langfuse", "gen_ai", "both")
+ContentFormat = Literal["langfuse", "gen_ai", "both"]
+_logger = logging.getLogger("aiohttp_llm_tracing")
 _CONTENT_OFF = frozenset({"false", "0", "no", "off", "no_content", "event_only"})
 _REQUEST_TAIL = 4096
 
@@ -78,6 +83,17 @@ class LLMOptions:
     max_attribute_length: int = DEFAULT_MAX_ATTRIBUTE_LENGTH
     provider_name: str | None = None
     adapters: tuple[Adapter, ...] = DEFAULT_ADAPTERS
+    content_format: ContentFormat = "langfuse"
+
+    @property
+    def langfuse_content(self) -> bool:
+        """Content goes out as ``langfuse.observation.input``/``output``."""
+        return self.capture_content and self.content_format != "gen_ai"
+
+    @property
+    def gen_ai_content(self) -> bool:
+        """Content goes out as ``gen_ai.input.messages``/``output.messages``/... ."""
+        return self.capture_content and self.content_format != "langfuse"
 
     @classmethod
     def from_env(
@@ -89,6 +105,7 @@ class LLMOptions:
         max_attribute_length: int | None,
         provider_name: str | None,
         adapters: Sequence[Adapter] | None,
+        content_format: str | None = None,
     ) -> LLMOptions:
         """Explicit arguments first, then the environment, then the defaults."""
         if capture_content is None:
@@ -97,7 +114,20 @@ class LLMOptions:
             # SPAN_AND_EVENT; EVENT_ONLY asks for events, which we do not emit, so none.
             capture_content = env not in _CONTENT_OFF
         adapters = tuple(adapters) if adapters is not None else DEFAULT_ADAPTERS
+        if content_format is None:
+            content_format = os.environ.get(CONTENT_FORMAT_ENV, "").strip().lower() or "langfuse"
+            if content_format not in CONTENT_FORMATS:
+                _logger.warning(
+                    "aiohttp-llm-tracing: %s=%r is not one of %s; using langfuse",
+                    CONTENT_FORMAT_ENV,
+                    content_format,
+                    CONTENT_FORMATS,
+                )
+                content_format = "langfuse"
+        elif content_format not in CONTENT_FORMATS:
+            raise ValueError(f"content_format must be one of {CONTENT_FORMATS}")
         return cls(
+            content_format=content_format,  # type: ignore[arg-type]
             capture_content=capture_content,
             mask=mask,
             max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,

@@ -46,8 +46,10 @@ def request_attributes(attributes: dict[str, Any], request: ParsedRequest, call:
     if parameters:
         attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = dumps(parameters)
     attributes.update(request.attributes)
-    if call.options.capture_content:
+    options = call.options
+    if options.langfuse_content:
         _content(call, attributes, A.LANGFUSE_OBSERVATION_INPUT, request.input)
+    if options.gen_ai_content:
         # The semantic-conventions attributes are left out when empty.
         for key, value in (
             (A.GEN_AI_INPUT_MESSAGES, request.messages),
@@ -83,10 +85,10 @@ def response_attributes(
         attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
         if A.ERROR_TYPE not in attributes:
             attributes[A.ERROR_TYPE] = response.error_type or "error"
-    if call.options.capture_content:
+    if call.options.langfuse_content:
         _content(call, attributes, A.LANGFUSE_OBSERVATION_OUTPUT, response.output)
-        if response.messages:
-            _content(call, attributes, A.GEN_AI_OUTPUT_MESSAGES, response.messages)
+    if call.options.gen_ai_content and response.messages:
+        _content(call, attributes, A.GEN_AI_OUTPUT_MESSAGES, response.messages)
 
 
 def _content(call: LLMCall, attributes: dict[str, Any], key: str, value: Any) -> None:

@@ -55,6 +55,7 @@ def create_trace_config(
     response_hook: ResponseHook | None = None,
     url_filter: Callable[[URL], str] | None = None,
     meter_provider: MeterProvider | None = None,
+    content_format: str | None = None,
 ) -> TracingTraceConfig:
     """Build a trace config to pass as ``aiohttp.ClientSession(trace_configs=[...])``.
 
@@ -81,6 +82,12 @@ def create_trace_config(
       ``NO_CONTENT`` or ``EVENT_ONLY`` (we record content on spans only) turn it off; ``true``,
       ``SPAN_ONLY`` and ``SPAN_AND_EVENT`` keep it on. Usage, model and errors are recorded
       either way.
+    * **content_format** - how recorded content leaves the process, once per span:
+      ``"langfuse"`` (default; ``langfuse.observation.input``/``output`` in the API's own shape,
+      which Langfuse reads first and renders in full), ``"gen_ai"`` (the semantic conventions'
+      ``gen_ai.input.messages``, ``gen_ai.output.messages``, ``gen_ai.system_instructions``,
+      ``gen_ai.tool.definitions``, for other backends) or ``"both"``; else
+      ``AIOHTTP_LLM_TRACING_CONTENT_FORMAT``.
     * **mask** - called on every input and output before it is recorded; return the value to keep.
     * **max_body_bytes** - bytes of each request and response body kept for parsing (1 MiB).
     * **max_attribute_length** - characters per recorded content attribute (32 KiB); longer
@@ -119,6 +126,7 @@ def create_trace_config(
             max_attribute_length=max_attribute_length,
             provider_name=provider_name,
             adapters=adapters,
+            content_format=content_format,
         )
         if llm
         else None
