@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aiohttp_llm_tracing import SpanRegistry, create_trace_config
 from aiohttp_llm_tracing.receiver import OTLPGrpcReceiver
+
+AIOHTTP_VERSION = tuple(int(p) for p in aiohttp.__version__.split(".")[:3] if p.isdigit())
 
 
 class Gate:
@@ -116,6 +121,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+LITELLM_TESTED_FROM = (1, 110)
+
+
+@pytest.fixture
+async def litellm() -> AsyncIterator[Any]:
+    """litellm with a clean process-wide client cache, closed again afterwards."""
+    # The local cost map spares litellm a (retried, offline) download at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    version = importlib.metadata.version("litellm")
+    if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < LITELLM_TESTED_FROM:
+        # Seen on 1.95 (the newest that installs beside aiohttp < 3.14.2): after its clients
+        # are closed between tests it reuses them ("the client has been closed").
+        pytest.skip(f"litellm {version} reuses closed clients across tests; tested from 1.110")
+    litellm.in_memory_llm_clients_cache.flush_cache()
+    yield litellm
+    await litellm.close_litellm_async_clients()
+    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 @pytest.fixture

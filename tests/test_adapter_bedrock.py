@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -375,19 +374,6 @@ async def test_in_stream_exception(traced, bedrock, operation):
 
 
 # -- litellm's bedrock provider (Converse under the hood) ----------------------------------------
-
-
-@pytest.fixture
-async def litellm() -> AsyncIterator[Any]:
-    # The local cost map spares litellm a (retried, offline) download at import.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    # Its clients (and their sessions) are cached process-wide: start and end each test clean.
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield litellm
-    await litellm.close_litellm_async_clients()
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 async def test_litellm_bedrock(traced, server, litellm):

@@ -8,7 +8,6 @@ SDKs never produce. Every call is one span, ended once, with nothing left in the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -73,18 +72,6 @@ async def co(traced: TracingFixture, server: MockLLMServer) -> AsyncIterator[Any
     )
     async with client:
         yield client
-
-
-@pytest.fixture
-async def litellm() -> AsyncIterator[Any]:
-    # The local cost map spares litellm a (retried, offline) download at import.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield litellm
-    await litellm.close_litellm_async_clients()
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def settled(tracing: TracingFixture) -> None:

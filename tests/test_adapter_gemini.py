@@ -9,7 +9,6 @@ that each span ended exactly once with nothing left in the registry.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -64,19 +63,6 @@ def genai(server: MockLLMServer) -> Iterator[Any]:
 
     base = f"http://127.0.0.1:{server.port}"
     yield genai.Client(api_key="k", http_options=types.HttpOptions(base_url=base))
-
-
-@pytest.fixture
-async def litellm() -> AsyncIterator[Any]:
-    # The local cost map spares litellm a (retried, offline) download at import.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    # Its clients (and their sessions) are cached process-wide: start and end each test clean.
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield litellm
-    await litellm.close_litellm_async_clients()
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def settled(tracing: TracingFixture) -> None:

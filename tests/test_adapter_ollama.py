@@ -8,7 +8,6 @@ instrumentor alone. Every call is one span, ended once, with nothing left in the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -335,17 +334,6 @@ def threaded() -> Iterator[ThreadedServer]:
     # inside the event loop; a mock on that same loop could never answer it.
     with ThreadedServer() as srv:
         yield srv
-
-
-@pytest.fixture
-async def litellm() -> AsyncIterator[Any]:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield litellm
-    await litellm.close_litellm_async_clients()
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def two_spans(tracing: TracingFixture) -> list[ReadableSpan]:

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from aiohttp_llm_tracing import EndReason, SpanRegistry, create_trace_config
-from conftest import Gate, free_port, only_span
+from conftest import AIOHTTP_VERSION, Gate, free_port, only_span
 
 
 def assert_done(exporter, registry: SpanRegistry, reason: str, status=StatusCode.UNSET):
@@ -325,7 +325,12 @@ async def test_another_configs_failing_end_callback_ends_ours_once(
     async with aiohttp.ClientSession(trace_configs=[ours, other]) as s:
         with pytest.raises(ValueError):
             await s.get(server.make_url("/stream"))
-    assert_done(exporter, registry, EndReason.RELEASED)
+    if AIOHTTP_VERSION >= (3, 14, 1):
+        assert_done(exporter, registry, EndReason.RELEASED)
+    else:
+        # Older aiohttp sends the exception signal before closing the response: that one ends
+        # the span, once, as the error it is.
+        assert_done(exporter, registry, EndReason.EXCEPTION, StatusCode.ERROR)
 
 
 async def test_head_request_has_no_body_and_ends_at_once(session, server, exporter, registry):

@@ -325,12 +325,7 @@ async def test_arn_paths_raw(server: MockLLMServer, encoded: bool) -> None:
 
 # litellm's import and response models trip pydantic's own deprecation and typing warnings.
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
-async def test_litellm_bedrock_converse(
-    server: MockLLMServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Without this litellm fetches its price list from GitHub at import, retrying for seconds.
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = pytest.importorskip("litellm")
+async def test_litellm_bedrock_converse(server: MockLLMServer, litellm: Any) -> None:
     from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
 
     kwargs: dict[str, Any] = {
@@ -340,25 +335,22 @@ async def test_litellm_bedrock_converse(
         "api_base": f"http://127.0.0.1:{server.port}",
     }
     messages = [{"role": "user", "content": PROMPT}]
-    try:
-        resp = await litellm.acompletion(model=f"bedrock/{CLAUDE}", messages=messages, **kwargs)
-        assert resp.choices[0].message.content == ANSWER
-        assert resp.usage.total_tokens > 0
-        assert server.requests[-1]["path"] == f"/model/{CLAUDE}/converse"
-        stream = await litellm.acompletion(
-            model=f"bedrock/{CLAUDE}", messages=messages, stream=True, **kwargs
-        )
-        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
-        assert "".join(parts) == ANSWER
-        assert server.requests[-1]["path"] == f"/model/{CLAUDE}/converse-stream"
-        # Both calls went through litellm's default httpx client whose transport is aiohttp.
-        transports = [
-            getattr(getattr(h, "_client", None), "_transport", None)
-            for h in litellm.in_memory_llm_clients_cache.cache_dict.values()
-        ]
-        assert any(isinstance(t, LiteLLMAiohttpTransport) for t in transports)
-    finally:
-        await litellm.close_litellm_async_clients()
+    resp = await litellm.acompletion(model=f"bedrock/{CLAUDE}", messages=messages, **kwargs)
+    assert resp.choices[0].message.content == ANSWER
+    assert resp.usage.total_tokens > 0
+    assert server.requests[-1]["path"] == f"/model/{CLAUDE}/converse"
+    stream = await litellm.acompletion(
+        model=f"bedrock/{CLAUDE}", messages=messages, stream=True, **kwargs
+    )
+    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(parts) == ANSWER
+    assert server.requests[-1]["path"] == f"/model/{CLAUDE}/converse-stream"
+    # Both calls went through litellm's default httpx client whose transport is aiohttp.
+    transports = [
+        getattr(getattr(h, "_client", None), "_transport", None)
+        for h in litellm.in_memory_llm_clients_cache.cache_dict.values()
+    ]
+    assert any(isinstance(t, LiteLLMAiohttpTransport) for t in transports)
 
 
 async def test_anthropic_bedrock_client(server: MockLLMServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -292,22 +291,12 @@ async def test_cohere_sdk_sends_over_a_lazily_built_aiohttp_session(
     assert session._trace_configs == []
 
 
-@pytest.fixture
-async def litellm_mod() -> AsyncIterator[Any]:
-    # The local cost map spares litellm its (offline, retried) fetch of the remote one.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    yield litellm
-    await litellm.close_litellm_async_clients()
-
-
-async def test_litellm_cohere_chat_json_and_stream(litellm_mod: Any, srv: MockLLMServer) -> None:
+async def test_litellm_cohere_chat_json_and_stream(litellm: Any, srv: MockLLMServer) -> None:
     # litellm's cohere_chat/ route defaults to v2 and POSTs to api_base as given, so the base
     # must name the full /v2/chat path.
     api_base = f"http://127.0.0.1:{srv.port}/v2/chat"
     common = {"messages": USER, "api_key": "k", "api_base": api_base}
-    resp = await litellm_mod.acompletion(model="cohere_chat/command-r", **common)
+    resp = await litellm.acompletion(model="cohere_chat/command-r", **common)
     assert resp.choices[0].message.content == ANSWER
     assert resp.choices[0].finish_reason == "stop"
     assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (
@@ -320,7 +309,7 @@ async def test_litellm_cohere_chat_json_and_stream(litellm_mod: Any, srv: MockLL
 
     # litellm asks for Accept: application/json and parses one bare JSON event per line, so
     # the mock streams NDJSON to it (SSE would make litellm fail on the ``event:`` lines).
-    stream = await litellm_mod.acompletion(model="cohere_chat/command-r", stream=True, **common)
+    stream = await litellm.acompletion(model="cohere_chat/command-r", stream=True, **common)
     chunks = [c async for c in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == ANSWER
@@ -330,21 +319,21 @@ async def test_litellm_cohere_chat_json_and_stream(litellm_mod: Any, srv: MockLL
     assert req["headers"]["accept"] == "application/json"
 
 
-async def test_litellm_cohere_tool_call_and_error(litellm_mod: Any, srv: MockLLMServer) -> None:
+async def test_litellm_cohere_tool_call_and_error(litellm: Any, srv: MockLLMServer) -> None:
     api_base = f"http://127.0.0.1:{srv.port}/v2/chat"
     common = {"messages": USER, "api_key": "k", "api_base": api_base}
-    resp = await litellm_mod.acompletion(model="cohere_chat/command-r", tools=TOOLS, **common)
+    resp = await litellm.acompletion(model="cohere_chat/command-r", tools=TOOLS, **common)
     (call,) = resp.choices[0].message.tool_calls
     assert call.function.name == "get_weather"
     assert resp.choices[0].finish_reason == "tool_calls"
-    with pytest.raises(litellm_mod.RateLimitError) as info:
-        await litellm_mod.acompletion(model="cohere_chat/error-429", **common)
+    with pytest.raises(litellm.RateLimitError) as info:
+        await litellm.acompletion(model="cohere_chat/error-429", **common)
     assert info.value.status_code == 429
     assert "mock rate limit" in str(info.value)
 
 
 async def test_litellm_http_client_is_its_own_aiohttp_transport(
-    litellm_mod: Any, srv: MockLLMServer
+    litellm: Any, srv: MockLLMServer
 ) -> None:
     # litellm does not use httpx_aiohttp: AsyncHTTPHandler wraps httpx.AsyncClient around its
     # own LiteLLMAiohttpTransport, whose session factory adds litellm's pool-wait TraceConfig.
@@ -352,7 +341,7 @@ async def test_litellm_http_client_is_its_own_aiohttp_transport(
     from litellm.llms.custom_httpx.http_handler import get_async_httpx_client
 
     api_base = f"http://127.0.0.1:{srv.port}/v2/chat"
-    await litellm_mod.acompletion(
+    await litellm.acompletion(
         model="cohere_chat/command-r", messages=USER, api_key="k", api_base=api_base
     )
     handler = get_async_httpx_client(llm_provider="cohere_chat", params={"ssl_verify": None})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,10 +14,6 @@ from google import genai
 from google.genai import errors, types
 
 from aiohttp_llm_tracing.mock_llm import MockLLMServer
-
-# litellm (imported lazily, in its test) would otherwise fetch its model cost map from
-# GitHub at import time, with retries and sleeps, on this offline machine.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 PROMPT = "Explain distributed tracing for LLM calls in one line"
 ANSWER = "Mock answer to: " + PROMPT[:40]
@@ -323,8 +318,7 @@ async def test_vertex_error(vertex: genai.Client) -> None:
 # --- litellm's gemini provider -----------------------------------------------------------
 
 
-async def test_litellm_gemini(srv: MockLLMServer) -> None:
-    litellm = pytest.importorskip("litellm")
+async def test_litellm_gemini(srv: MockLLMServer, litellm: Any) -> None:
     msgs = [{"role": "user", "content": PROMPT}]
     kw: dict[str, Any] = {"model": f"gemini/{MODEL}", "api_key": "k", "api_base": base(srv)}
     resp = await litellm.acompletion(messages=msgs, **kw)

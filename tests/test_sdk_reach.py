@@ -8,9 +8,7 @@ usage (the adapter tests check each API's every field).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -38,19 +36,6 @@ async def server() -> AsyncIterator[MockLLMServer]:
 def traced(llm_tracing_instrumented: TracingFixture) -> Iterator[TracingFixture]:
     yield llm_tracing_instrumented
     settled(llm_tracing_instrumented)
-
-
-@pytest.fixture
-async def litellm() -> AsyncIterator[Any]:
-    # The local cost map spares litellm a (retried, offline) download at import.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    # Its clients (and their sessions) are cached process-wide: start and end each test clean.
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield litellm
-    await litellm.close_litellm_async_clients()
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def settled(tracing: TracingFixture) -> None:
@@ -135,8 +120,10 @@ async def test_anthropic(traced, server):
 async def test_openai_compatible_sdks(traced, server, sdk):
     module = pytest.importorskip(sdk)
     cls = module.AsyncGroq if sdk == "groq" else module.AsyncTogether
-    # groq's paths are /openai/v1/chat/completions; together's are OpenAI's.
-    base = f"http://127.0.0.1:{server.port}" + ("" if sdk == "groq" else "/v1")
+    # groq's paths are /openai/v1/...; together 1.x-2.x joins them to a base ending in /v1,
+    # together 3.x puts /v1 in the path itself.
+    prefixed = sdk == "groq" or int(module.__version__.split(".")[0]) >= 3
+    base = f"http://127.0.0.1:{server.port}" + ("" if prefixed else "/v1")
     async with cls(
         base_url=base, api_key="k", max_retries=0, http_client=module.DefaultAioHttpClient()
     ) as client:

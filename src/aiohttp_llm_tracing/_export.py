@@ -75,7 +75,10 @@ class TracingProvider(TracerProvider):
     def flush(self, timeout: float = 5.0) -> bool:
         """Export everything ended so far; ``True`` if done within ``timeout`` seconds and every
         export since the last flush succeeded (a batch the endpoint rejected, a 401 say, makes
-        it ``False``; the SDK's own ``force_flush`` says ``True`` there)."""
+        it ``False``; the SDK's own ``force_flush`` says ``True`` there), and ``False`` after
+        shutdown (older SDKs say ``True`` there too)."""
+        if self._shut:
+            return False
         meters = self.meter_provider
         if meters is not None:
             _bounded(lambda: meters.force_flush(int(timeout * 1000)), timeout)

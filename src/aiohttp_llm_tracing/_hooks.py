@@ -106,7 +106,8 @@ class Hooks:
             if current.get(_SUPPRESS_KEYS[0]) or current.get(_SUPPRESS_KEYS[1]):
                 return
             options = self._options
-            method = params.method
+            # aiohttp before 3.14 passes the method as the caller spelt it (google-genai: "post").
+            method = params.method.upper()
             url = params.url
             if options.excluded is not None and options.excluded.url_disabled(str(url)):
                 return
