@@ -105,6 +105,19 @@ async def test_readexactly_past_the_end_of_a_whole_body_is_complete(
     assert_done(exporter, registry, EndReason.BODY_COMPLETE)
 
 
+async def test_a_refused_read_call_is_not_the_end(session, server, gate: Gate, exporter, registry):
+    # google-genai probes readline(max_line_length=...) and falls back on TypeError.
+    async with session.get(server.make_url("/stream")) as resp:
+        await gate.reached.wait()
+        gate.go.set()
+        with pytest.raises(TypeError):
+            await resp.content.readline(no_such_argument=1)
+        assert exporter.get_finished_spans() == ()
+        lines = [line async for line in resp.content]
+        assert b"".join(lines) == b"line 0\nline 1\nline 2\nline 3\n"
+    assert_done(exporter, registry, EndReason.BODY_COMPLETE)
+
+
 async def test_redirects_are_events_on_one_span(session, server, exporter, registry):
     async with session.get(server.make_url("/redirect/3")) as resp:
         assert await resp.json() == {"ok": True}

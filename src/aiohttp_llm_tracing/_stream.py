@@ -172,6 +172,10 @@ class TracedStream:
             # A cancelled read is not the end: a caller may time out one read and go on reading.
             entry.cancel_pending = True
             return
+        if isinstance(exc, TypeError):
+            # A call the reader's signature refused read nothing: SDKs probe newer arguments
+            # this way (google-genai tries readline(max_line_length=...), then readline()).
+            return
         self._entry = None
         entry.read_failed(exc)
 
