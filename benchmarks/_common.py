@@ -116,3 +116,60 @@ def round_order(items: list, r: int) -> list:  # type: ignore[type-arg]
     shift = r % len(items)
     order = items[shift:] + items[:shift]
     return order[::-1] if r % 2 else order
+
+
+@contextmanager
+def script_server(script: Path, *args: str, cpu: int | None = None) -> Iterator[str]:
+    """Run ``script --serve PORT_FILE *args`` as a server process; yield its base URL; stop it.
+
+    The same as :func:`server_process` for a script that serves its own app (see :func:`serve`).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        cmd = [sys.executable, str(script), "--serve", str(port_file), *args]
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            cmd = ["taskset", "-c", str(cpu), *cmd]
+        proc = subprocess.Popen(cmd)
+        try:
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{script.name} server did not start")
+                time.sleep(0.02)
+            yield f"http://127.0.0.1:{port_file.read_text()}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least the first
+    return ordered[int(rank) - 1]
+
+
+def null_meter_provider():  # type: ignore[no-untyped-def]
+    """A MeterProvider whose reader exports nowhere: metrics recorded as a user's would be."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+
+    class _Null(MetricExporter):
+        def export(self, metrics_data, timeout_millis=0, **kwargs):  # type: ignore[no-untyped-def]
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis=0):  # type: ignore[no-untyped-def]
+            return True
+
+        def shutdown(self, timeout_millis=0, **kwargs):  # type: ignore[no-untyped-def]
+            pass
+
+    reader = PeriodicExportingMetricReader(_Null(), export_interval_millis=60_000)
+    return MeterProvider(metric_readers=[reader], shutdown_on_exit=False)

@@ -3,8 +3,8 @@
     python benchmarks/leak.py --requests 200000
 
 Mixes plain JSON, streams read to the end, streams abandoned, 500s, refused connections, timeouts
-and cancellations before the headers and mid-body, and responses dropped unread. The server runs
-in its own process. At the end the registry's clock is moved past the TTL twice and swept, so spans no
+and cancellations before the headers and mid-body, and responses dropped unread. The server runs in
+its own process. At the end the registry's clock is moved past the TTL twice and swept, so spans no
 signal ended are ended too. Exits 1 on a leak: anything in flight, started != ended, spans not
 exported, or RSS growing more than ``--max-growth-mb`` after the warm-up.
 """

@@ -47,6 +47,7 @@ MODES = {
     "bare_plain": ("bare", "plain"),
     "ours_plain": ("ours", "plain"),
     "inst_plain": ("inst", "plain"),  # ours, appended by instrument() rather than by hand
+    "instm_plain": ("instm", "plain"),  # the same with the metrics on, as a user runs it
     "contrib_plain": ("contrib", "plain"),
     "floor_plain": ("floor", "plain"),
     "lean_plain": ("lean", "plain"),
@@ -123,16 +124,23 @@ class _Mode:
         self.concurrency = concurrency
         connector = aiohttp.TCPConnector(limit=concurrency)
         self.configs = _trace_configs(self.tracer, self.provider)
-        if self.tracer == "inst":
+        if self.tracer in ("inst", "instm"):
             from aiohttp_llm_tracing import instrument
 
+            options = {}
+            if self.tracer == "instm":
+                from _common import null_meter_provider
+
+                self.meter_provider = null_meter_provider()
+                options["meter_provider"] = self.meter_provider
             # Instrumented only while this one session is built: every other mode's session is
             # built outside the window and must stay as its mode made it (see _check_sessions).
-            instrumentor = instrument(tracer_provider=self.provider)
+            instrumentor = instrument(tracer_provider=self.provider, **options)
             try:
                 self.session = aiohttp.ClientSession(connector=connector)
             finally:
                 instrumentor.uninstrument()
+            self.configs = [instrumentor.trace_config]
         else:
             self.session = aiohttp.ClientSession(connector=connector, trace_configs=self.configs)
         self.sent = 0
@@ -186,9 +194,10 @@ def _check_sessions(runners: list[_Mode]) -> None:
         raise RuntimeError("the instrumentor is still on after the inst session was built")
     for mode in runners:
         configs = list(mode.session.trace_configs)
-        expected = [instrumentor.trace_config] if mode.tracer == "inst" else mode.configs
+        instrumented = mode.tracer in ("inst", "instm")
+        expected = mode.configs  # for the instrumented modes, the config instrument() built
         same = len(configs) == len(expected) and all(a is b for a, b in zip(configs, expected))
-        if mode.tracer == "inst":
+        if instrumented:
             same = same and isinstance(configs[0], TracingTraceConfig)
         if not same:
             raise RuntimeError(f"{mode.name}: session has {configs}, expected {expected}")
@@ -330,6 +339,17 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
             summary[f"c{conc}_inst_minus_ours_us"] = statistics.median(by_rep)
             if ours["overhead_us"]:
                 summary[f"c{conc}_inst_to_ours_ratio"] = inst["overhead_us"] / ours["overhead_us"]
+        floor = rows.get(f"floor_plain@c{conc}")
+        for key in ("ours_plain", "inst_plain", "instm_plain", "lean_plain"):
+            if floor is None or f"{key}@c{conc}" not in rows:
+                continue
+            # What we add above the SDK span itself, paired round by round like the rest.
+            above = [
+                statistics.median(a - b for a, b in zip(r[key]["us"], r["floor_plain"]["us"]))
+                for r in reps
+            ]
+            rows[f"{key}@c{conc}"]["minus_floor_us_by_rep"] = above
+            summary[f"c{conc}_{key}_minus_floor_us"] = statistics.median(above)
         contrib = rows.get(f"contrib_plain@c{conc}", {}).get("overhead_us")
         for row in rows.values():
             if row["concurrency"] == conc and contrib:

@@ -1,5 +1,5 @@
-"""The overhead, registry and session-creation benchmarks still run end to end (tiny sizes; no
-timing asserted)."""
+"""The overhead, registry, session-creation and stalls benchmarks still run end to end (tiny
+sizes; no timing asserted)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
         "bare_plain",
         "ours_plain",
         "inst_plain",
+        "instm_plain",
         "contrib_plain",
         "floor_plain",
         "lean_plain",
@@ -42,6 +43,8 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
         "ours_sse",
     }
     for conc in (1, 50):
+        for key in ("ours_plain", "inst_plain", "instm_plain", "lean_plain"):
+            assert f"c{conc}_{key}_minus_floor_us" in report["summary"]
         for key in ("ours_plain", "inst_plain", "ours_chat", "floor_plain", "lean_plain"):
             assert f"c{conc}_{key}_ratio_to_contrib" in report["summary"]
         assert f"c{conc}_sse_cpu_us_per_chunk" in report["summary"]
@@ -81,3 +84,48 @@ def test_session_create_benchmark_reports_every_variant(tmp_path: Path) -> None:
         assert summary[f"ratio_{key}"] > 0
         # A difference may come out either side of zero at these sizes; it must be there.
         assert isinstance(summary[key.replace("_to_", "_minus_") + "_us"], float)
+
+
+def test_stalls_benchmark_reports_every_case_and_the_lag(tmp_path: Path) -> None:
+    report = _run(
+        "stalls.py",
+        *("--calls", "2", "--size", "20000", "--streams", "4", "--rounds", "1"),
+        *("--lag-min-kib", "4", "--lag-max-kib", "8", "--lag-delay", "0.001"),
+        out=tmp_path / "stalls.json",
+    )
+    assert set(report["cases"]) == {
+        "chat_json",
+        "chat_sse",
+        "chat_sse_general",
+        "chat_json_gzip",
+        "anthropic_sse",
+        "bedrock_converse_stream",
+    }
+    for row in report["cases"].values():
+        assert row["calls"] == 2
+        assert row["bytes"] > 10_000
+        assert row["on_event_loop"]
+        assert row["flags"] == []  # parsed whole: nothing cut, no parse error, output recorded
+        for key in ("median_ms", "max_ms", "gc_young_ms_max", "gc_full_ms_max"):
+            assert row[key] >= 0
+        assert set(row["phases_median_ms"]) == {
+            "request_parse",
+            "response_parse",
+            "attributes",
+            "finish_rest",
+            "gate",
+            "sdk",
+        }
+    for mode in ("traced", "untraced"):
+        lag = report["lag"][mode]
+        assert lag["rounds"] == 1
+        assert lag["samples"] > 0
+        assert len(lag["p99_ms_by_round"]) == 1
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            assert lag[key] >= -1  # lateness; a wake-up may come a hair early
+        for key in ("p99", "max"):
+            assert f"lag_{key}_{mode}_ms" in report["summary"]
+    assert report["lag"]["traced"]["end_max_ms"] >= 0
+    summary = report["summary"]
+    assert summary["end_max_ms"] >= 0
+    assert isinstance(summary["cases_over_budget"], list)
