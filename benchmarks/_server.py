@@ -120,6 +120,11 @@ def make_app() -> web.Application:
     app.router.add_get("/stall", stall)
     app.router.add_get("/slow-headers", slow_headers)
     app.router.add_get("/status/{c}", status)
+    # Every other wire shape (Gemini, Bedrock eventstream, Cohere, Ollama NDJSON...) from the
+    # embedded mock, under /mock.
+    from aiohttp_llm_tracing.mock_llm import create_app
+
+    app.add_subapp("/mock", create_app())
     return app
 
 

@@ -3,8 +3,9 @@
     python benchmarks/leak.py --requests 200000
 
 Mixes plain JSON, streams read to the end, streams abandoned, 500s, refused connections, timeouts
-and cancellations before the headers and mid-body, and responses dropped unread. The server runs in
-its own process. At the end the registry's clock is moved past the TTL twice and swept, so spans no
+and cancellations before the headers and mid-body, responses dropped unread, and LLM calls in
+OpenAI, Gemini (SSE), Bedrock (AWS eventstream) and Ollama (NDJSON) shapes; the session is traced
+through the instrumentor, as an SDK's own would be. The server runs in its own process. At the end the registry's clock is moved past the TTL twice and swept, so spans no
 signal ended are ended too. Exits 1 on a leak: anything in flight, started != ended, spans not
 exported, or RSS growing more than ``--max-growth-mb`` after the warm-up.
 """
@@ -28,7 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CountingExporter, server_process
-from aiohttp_llm_tracing import SpanRegistry, create_trace_config
+from aiohttp_llm_tracing import SpanRegistry, instrument
 
 PATHS = (
     "json",
@@ -43,7 +44,12 @@ PATHS = (
     "dropped_unread",
     "llm_json",
     "llm_stream",
+    "gemini_stream",
+    "bedrock_stream",
+    "ollama_stream",
 )
+_USER = [{"role": "user", "content": "hi"}]
+_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
 class ShiftableClock:
@@ -105,6 +111,21 @@ async def one(s: aiohttp.ClientSession, base: str, refused: str, kind: str) -> N
             async with s.post(f"{base}/v1/chat/completions?chunks=20", json=body) as r:
                 async for _ in r.content:
                     pass
+        elif kind == "gemini_stream":
+            body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+            url = f"{base}/mock/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+            async with s.post(url, json=body) as r:
+                async for _ in r.content:
+                    pass
+        elif kind == "bedrock_stream":
+            body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+            async with s.post(f"{base}/mock/model/{_BEDROCK}/converse-stream", json=body) as r:
+                async for _ in r.content.iter_any():
+                    pass
+        elif kind == "ollama_stream":
+            async with s.post(f"{base}/mock/api/chat", json={"model": "m", "messages": _USER}) as r:
+                async for _ in r.content:
+                    pass
     except (aiohttp.ClientError, asyncio.TimeoutError):
         pass
 
@@ -119,7 +140,8 @@ async def run(args: argparse.Namespace, base: str) -> int:
     exporter = CountingExporter()
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=8192))
-    config = create_trace_config(tracer_provider=provider, registry=registry)
+    # Through the instrumentor, as an SDK's own session would be: no trace config passed.
+    instrumentor = instrument(tracer_provider=provider, registry=registry)
     refused = _refused_url()
     total = args.requests
     warmup = max(total // 10, min(total, 2000))
@@ -127,7 +149,7 @@ async def run(args: argparse.Namespace, base: str) -> int:
     snapshot = None
     started_n = done = 0
     connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(trace_configs=[config], connector=connector) as s:
+    async with aiohttp.ClientSession(connector=connector) as s:
 
         async def worker() -> None:
             nonlocal started_n, done, snapshot
@@ -171,6 +193,7 @@ async def run(args: argparse.Namespace, base: str) -> int:
         tracemalloc.stop()
     provider.shutdown()
     registry.close()
+    instrumentor.uninstrument()
 
     print(f"requests          {total:,} in {elapsed:.1f} s ({total / elapsed:,.0f}/s)")
     print(f"spans started     {stats.started:,}")
