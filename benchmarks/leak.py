@@ -5,9 +5,10 @@
 Mixes plain JSON, streams read to the end, streams abandoned, 500s, refused connections, timeouts
 and cancellations before the headers and mid-body, responses dropped unread, and LLM calls in
 OpenAI, Gemini (SSE), Bedrock (AWS eventstream) and Ollama (NDJSON) shapes; the session is traced
-through the instrumentor, as an SDK's own would be. The server runs in its own process. At the end the registry's clock is moved past the TTL twice and swept, so spans no
-signal ended are ended too. Exits 1 on a leak: anything in flight, started != ended, spans not
-exported, or RSS growing more than ``--max-growth-mb`` after the warm-up.
+through the instrumentor, as an SDK's own would be. The server runs in its own process. At the end
+the registry's clock is moved past the TTL twice and swept, so spans no signal ended are ended too.
+Exits 1 on a leak: anything in flight, started != ended, spans not exported, or RSS growing more
+than ``--max-growth-mb`` after the warm-up.
 """
 
 from __future__ import annotations

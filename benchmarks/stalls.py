@@ -144,7 +144,10 @@ def _install_timers(records: list[dict]) -> None:
                 if outer:
                     attrs = args[0].span.attributes or {}
                     flags = [attrs.get(A.BODY_TRUNCATED), attrs.get(A.PARSE_ERROR)]
-                    if A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
+                    if A.END_REASON not in attrs:
+                        # Handed to the finisher thread: the parse runs off the loop.
+                        flags.append("finished off the loop")
+                    elif A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
                         flags.append("no output")
                     on_loop = threading.current_thread() is threading.main_thread()
                     records.append({**current, "flags": [f for f in flags if f], "loop": on_loop})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import time
 import tracemalloc
 from typing import Any
 
@@ -250,3 +251,23 @@ async def test_event_stream_with_the_wrong_content_type(tracing):
     assert span.name == "chat m1"
     assert jattr(span, "langfuse.observation.output") == {"role": "assistant", "content": "Hi"}
     assert "llm_tracing.parse_error" not in attrs(span)
+
+
+async def test_a_large_call_is_finished_off_the_loop_with_its_own_end_time(llm_server, tracing):
+    # 600 KB of answer: past the finisher's threshold, so the parse runs on its thread.
+    body = {
+        "model": "huge",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"mock_size": 600_000},
+    }
+    async with tracing.session() as s:
+        async with s.post(f"{llm_server.base_url}/chat/completions", json=body) as resp:
+            raw = await resp.read()
+        read_done = time.time_ns()
+    assert len(raw) == 600_000
+    span = tracing.only()  # waits for the finisher
+    a = attrs(span)
+    assert a["llm_tracing.end_reason"] == "body_complete"
+    assert a["gen_ai.usage.output_tokens"] == 150_000
+    assert len(a["langfuse.observation.output"]) < 40_000  # cut at max_attribute_length
+    assert span.end_time <= read_done  # the end is when the body ended, not when it was parsed

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from . import _finisher
 from ._registry import close_all_registries
 
 __all__ = ["LANGFUSE_TRACES_PATH", "ExporterName", "TracingProvider", "langfuse_exporter"]
@@ -66,6 +67,7 @@ class TracingProvider(TracerProvider):
             self._shut = True
         atexit.unregister(self._at_exit)
         limit = self._shutdown_timeout if timeout is None else timeout
+        _finisher.drain(limit)
         meters = self.meter_provider
         if meters is not None:
             _bounded(lambda: meters.shutdown(timeout_millis=limit * 1000), limit)
@@ -79,6 +81,7 @@ class TracingProvider(TracerProvider):
         shutdown (older SDKs say ``True`` there too)."""
         if self._shut:
             return False
+        _finisher.drain(timeout)  # large LLM calls still being finished off the loop
         meters = self.meter_provider
         if meters is not None:
             _bounded(lambda: meters.force_flush(int(timeout * 1000)), timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from traceback import format_exception
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _attributes as A
 from ._exportable import exportable_attributes, exportable_str
+from ._finisher import OFFLOAD_BYTES, submit
 from ._reasons import EndReason
 from ._redact import redact_text
 
@@ -122,6 +124,17 @@ class HttpSpan:
         if not span.is_recording():
             span.end()
             return
+        llm = self.llm
+        if llm is not None and llm.captured_bytes() >= OFFLOAD_BYTES:
+            # A big body's parse would hold the event loop for tens of milliseconds: the span
+            # is finished on the finisher thread, with the end time of this moment.
+            end_ns = time.time_ns()
+            submit(lambda: self._finish(reason, error, end_ns))
+            return
+        self._finish(reason, error, None)
+
+    def _finish(self, reason: str, error: BaseException | None, end_ns: int | None) -> None:
+        span = self.span
         attributes: dict[str, Any] = {A.END_REASON: reason}
         if self.extra:
             attributes.update(self.extra)
@@ -177,7 +190,7 @@ class HttpSpan:
             if status.description:
                 status = Status(status.status_code, exportable_str(status.description))
             span.set_status(status)
-        span.end()
+        span.end(end_time=end_ns)
         if self.metrics is not None and self.metrics.enabled:
             self._record_metrics()
 

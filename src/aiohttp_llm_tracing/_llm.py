@@ -218,6 +218,15 @@ class LLMCall:
         name = self.trace_attrs.name
         return exportable_str(name) if name else self.adapter.operation
 
+    def captured_bytes(self) -> int:
+        """About how many bytes the end's parse will read: both bodies as captured, a
+        compressed response counted as it will inflate (JSON and SSE compress 4-10 times)."""
+        response = self.response_body
+        size = 0 if response is None else response.total
+        if self.content_encoding:
+            size *= 8
+        return self.request_body.total + size
+
     def feed_request(self, chunk: bytes) -> None:
         """Capture a chunk of the request body as it is sent, base64 media elided first so a
         large image does not push the prompt's text past the cap."""

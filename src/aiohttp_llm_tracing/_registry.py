@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from cachetools import Cache, TTLCache
 
+from . import _finisher
 from ._reasons import EndReason
 
 __all__ = [
@@ -338,9 +339,10 @@ _LIVE_REGISTRIES: weakref.WeakSet[SpanRegistry] = weakref.WeakSet()
 
 
 def close_all_registries() -> None:
-    """End every in-flight span of every live registry (``shutdown``)."""
+    """End every in-flight span of every live registry (``shutdown``), off-loop ends included."""
     for registry in list(_LIVE_REGISTRIES):
         registry.close()
+    _finisher.drain(5.0)
 
 
 def _move_exit_hook_last() -> None:
