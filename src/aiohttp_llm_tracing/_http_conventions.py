@@ -39,7 +39,14 @@ _RESPONSE_HEADERS_ENV = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPON
 _HEADER_PREFIX = "http.response.header."
 # Request IDs (OpenAI, Cohere, Groq... / Anthropic / AWS / Google) and rate-limit state.
 _LLM_HEADERS = frozenset(
-    {"x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id", "retry-after"}
+    {
+        "x-request-id",
+        "request-id",
+        "x-amzn-requestid",
+        "x-goog-request-id",
+        "retry-after",
+        "retry-after-ms",
+    }
 )
 _LLM_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit-")
 
