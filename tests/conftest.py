@@ -123,6 +123,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def traced(llm_tracing_instrumented: Any) -> Iterator[Any]:
+    """The plugin's instrumented fixture, checked settled (every span ended once) at the end."""
+    yield llm_tracing_instrumented
+    llm_tracing_instrumented.assert_settled()
+
+
 LITELLM_TESTED_FROM = (1, 110)
 
 

@@ -72,7 +72,7 @@ def _client(server: MockLLMServer) -> Any:
 @pytest.fixture
 async def traced(llm_tracing_instrumented: TracingFixture) -> AsyncIterator[TracingFixture]:
     yield llm_tracing_instrumented
-    settled(llm_tracing_instrumented)
+    llm_tracing_instrumented.assert_settled()
 
 
 @pytest.fixture
@@ -82,19 +82,10 @@ async def bedrock(traced: TracingFixture, server: MockLLMServer) -> AsyncIterato
         yield client
 
 
-def settled(tracing: TracingFixture) -> None:
-    """Every started span ended exactly once, nothing in flight, no internal error."""
-    stats = tracing.registry.stats()
-    assert len(tracing.registry) == 0
-    assert stats.in_flight == 0
-    assert stats.ended_total == stats.started == len(tracing.spans())
-    assert stats.internal_errors == 0
-
-
 def only(tracing: TracingFixture) -> ReadableSpan:
     spans = tracing.spans()
     assert len(spans) == 1, [s.name for s in spans]
-    settled(tracing)
+    tracing.assert_settled()
     return spans[0]
 
 
@@ -198,7 +189,7 @@ async def test_converse_tool_use_round_trip(traced, bedrock):
     history = [*MESSAGES, first["output"]["message"], {"role": "user", "content": [result]}]
     second = await bedrock.converse(modelId=CLAUDE, messages=history, toolConfig=TOOLS)
     call_span, answer_span = traced.spans()
-    settled(traced)
+    traced.assert_settled()
 
     assert_bedrock(call_span, CLAUDE)
     assert jattr(call_span, "gen_ai.tool.definitions") == [SPEC]
@@ -335,7 +326,7 @@ async def test_error_models(traced, bedrock, status, message):
     assert text.startswith(message)
     spans = traced.spans()
     assert len(spans) == 2
-    settled(traced)
+    traced.assert_settled()
     for span in spans:
         streamed = "stream" in attrs(span)["url.full"]
         a = assert_bedrock(span, model, stream=streamed, answered=False)
@@ -391,7 +382,7 @@ async def test_litellm_bedrock(traced, server, litellm):
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert done.choices[0].message.content == text == ANSWER
     json_span, stream_span = traced.spans()
-    settled(traced)
+    traced.assert_settled()
     for span, streamed in ((json_span, False), (stream_span, True)):
         a = assert_bedrock(span, CLAUDE, stream=streamed)
         assert a["gen_ai.request.temperature"] == 0.3
@@ -431,7 +422,7 @@ async def test_anthropic_vertex(traced, server):
     assert server.requests[-1]["json"]["anthropic_version"]  # the SDK's; varies by release
     assert "model" not in server.requests[-1]["json"]
     json_span, stream_span = traced.spans()
-    settled(traced)
+    traced.assert_settled()
     for span, action in ((json_span, "rawPredict"), (stream_span, "streamRawPredict")):
         a = attrs(span)
         assert span.name == f"chat {VERTEX_CLAUDE}"
@@ -461,7 +452,7 @@ async def test_anthropic_vertex_error_and_count_tokens(llm_tracing, server):
         async with session.post(f"{base}/models/count-tokens:rawPredict", json=body) as resp:
             await resp.read()
     error_span, count_span = llm_tracing.spans()
-    settled(llm_tracing)
+    llm_tracing.assert_settled()
     a = attrs(error_span)
     assert error_span.name == "chat error-429"
     assert a["gen_ai.provider.name"] == "gcp.vertex_ai"
@@ -679,7 +670,7 @@ async def test_wrong_json_types(llm_tracing, odd_server):
     await _post(llm_tracing, odd_server, "wrong-chunks", "invoke-with-response-stream", {})
     spans = {s.name.removeprefix("chat "): s for s in llm_tracing.spans()}
     assert len(spans) == 5
-    settled(llm_tracing)  # no adapter tripped: no internal error
+    llm_tracing.assert_settled()  # no adapter tripped: no internal error
     for model, span in spans.items():
         a = attrs(span)
         assert a["gen_ai.request.model"] == model  # from the path, whatever the body
@@ -731,7 +722,7 @@ async def test_other_model_families(llm_tracing, odd_server):
         for op in ("invoke", "invoke-with-response-stream"):
             await _post(llm_tracing, odd_server, model, op, body)
     nova_json, nova_stream, llama_json, llama_stream = llm_tracing.spans()
-    settled(llm_tracing)
+    llm_tracing.assert_settled()
 
     for span, streamed in ((nova_json, False), (nova_stream, True)):
         a = assert_bedrock(span, nova, stream=streamed)

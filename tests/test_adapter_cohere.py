@@ -8,7 +8,7 @@ SDKs never produce. Every call is one span, ended once, with nothing left in the
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import cohere
@@ -58,12 +58,6 @@ async def server() -> AsyncIterator[MockLLMServer]:
 
 
 @pytest.fixture
-def traced(llm_tracing_instrumented: TracingFixture) -> Iterator[TracingFixture]:
-    yield llm_tracing_instrumented
-    settled(llm_tracing_instrumented)
-
-
-@pytest.fixture
 async def co(traced: TracingFixture, server: MockLLMServer) -> AsyncIterator[Any]:
     # Made inside the instrumented test, so its aiohttp session is traced; no retries, so an
     # error is one request and one span.
@@ -74,19 +68,10 @@ async def co(traced: TracingFixture, server: MockLLMServer) -> AsyncIterator[Any
         yield client
 
 
-def settled(tracing: TracingFixture) -> None:
-    """Every started span ended exactly once, nothing in flight, no internal error."""
-    stats = tracing.registry.stats()
-    assert len(tracing.registry) == 0
-    assert stats.in_flight == 0
-    assert stats.ended_total == stats.started == len(tracing.spans())
-    assert stats.internal_errors == 0
-
-
 def only(tracing: TracingFixture) -> ReadableSpan:
     spans = tracing.spans()
     assert len(spans) == 1, [s.name for s in spans]
-    settled(tracing)
+    tracing.assert_settled()
     return spans[0]
 
 
@@ -345,7 +330,7 @@ async def test_litellm_cohere_chat(traced, server, litellm):
     assert server.requests[-1]["headers"]["accept"] == "application/json"  # NDJSON stream
     spans = traced.spans()
     assert len(spans) == 2
-    settled(traced)
+    traced.assert_settled()
     assert_chat(spans[0], "command-a-03-2025", stream=False, input_tokens=SEEN_TOKENS)
     assert_chat(spans[1], "command-a-03-2025", stream=True, input_tokens=SEEN_TOKENS)
 

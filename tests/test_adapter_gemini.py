@@ -51,12 +51,6 @@ async def server() -> AsyncIterator[MockLLMServer]:
 
 
 @pytest.fixture
-def traced(llm_tracing_instrumented: TracingFixture) -> Iterator[TracingFixture]:
-    yield llm_tracing_instrumented
-    settled(llm_tracing_instrumented)
-
-
-@pytest.fixture
 def genai(server: MockLLMServer) -> Iterator[Any]:
     from google import genai
     from google.genai import types
@@ -65,19 +59,10 @@ def genai(server: MockLLMServer) -> Iterator[Any]:
     yield genai.Client(api_key="k", http_options=types.HttpOptions(base_url=base))
 
 
-def settled(tracing: TracingFixture) -> None:
-    """Every started span ended exactly once, nothing in flight, no internal error."""
-    stats = tracing.registry.stats()
-    assert len(tracing.registry) == 0
-    assert stats.in_flight == 0
-    assert stats.ended_total == stats.started == len(tracing.spans())
-    assert stats.internal_errors == 0
-
-
 def spans(tracing: TracingFixture, n: int) -> list[ReadableSpan]:
     found = tracing.spans()
     assert len(found) == n, [s.name for s in found]
-    settled(tracing)
+    tracing.assert_settled()
     return found
 
 

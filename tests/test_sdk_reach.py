@@ -8,7 +8,7 @@ usage (the adapter tests check each API's every field).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,25 +32,10 @@ async def server() -> AsyncIterator[MockLLMServer]:
         yield srv
 
 
-@pytest.fixture
-def traced(llm_tracing_instrumented: TracingFixture) -> Iterator[TracingFixture]:
-    yield llm_tracing_instrumented
-    settled(llm_tracing_instrumented)
-
-
-def settled(tracing: TracingFixture) -> None:
-    """Every started span ended exactly once, nothing in flight, no internal error."""
-    stats = tracing.registry.stats()
-    assert len(tracing.registry) == 0
-    assert stats.in_flight == 0
-    assert stats.ended_total == stats.started == len(tracing.spans())
-    assert stats.internal_errors == 0
-
-
 def two_spans(tracing: TracingFixture) -> tuple[ReadableSpan, ReadableSpan]:
     spans = tracing.spans()
     assert len(spans) == 2, [s.name for s in spans]
-    settled(tracing)
+    tracing.assert_settled()
     return spans[0], spans[1]
 
 

@@ -74,6 +74,15 @@ class TracingFixture:
         _finisher.drain()
         return list(self.exporter.get_finished_spans())
 
+    def assert_settled(self) -> None:
+        """Assert that every span started has ended exactly once, nothing is in flight and no
+        internal error was counted: what every test of traced code can check last."""
+        stats = self.registry.stats()
+        spans = self.spans()
+        assert len(self.registry) == 0, f"{len(self.registry)} spans still in flight"
+        assert stats.ended_total == stats.started == len(spans), (stats, len(spans))
+        assert stats.internal_errors == 0, f"{stats.internal_errors} internal errors"
+
     def close(self) -> None:
         """End whatever is still in flight (as ``shutdown``) and shut the provider down."""
         self.registry.close()
