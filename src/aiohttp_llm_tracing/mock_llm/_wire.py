@@ -151,11 +151,16 @@ def huge(size: int) -> tuple[Iterator[bytes], int]:
     return itertools.chain([head], body, [tail]), len(head) + fill + len(tail)
 
 
+def error_status(model: str) -> int | None:
+    """The HTTP status an ``error-<status>`` model asks for, else None."""
+    return int(model[6:]) if model.startswith("error-") and model[6:].isdigit() else None
+
+
 async def special(request: web.Request) -> web.StreamResponse | None:
     """Answer the model-driven misbehaviours shared by every LLM endpoint, else None."""
     model = model_of(request)
-    if model.startswith("error-") and model[6:].isdigit():
-        status = int(model[6:])
+    status = error_status(model)
+    if status is not None:
         msg, kind, code = ERRORS.get(status, ("Mock error", "api_error", None))
         err = {"error": {"message": msg, "type": kind, "param": None, "code": code}}
         # retry-after-ms keeps SDK retries fast and free of random backoff jitter.

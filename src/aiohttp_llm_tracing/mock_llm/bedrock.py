@@ -45,6 +45,7 @@ from ._wire import (
     body_of,
     chunk_count,
     count_tokens,
+    error_status,
     json_reply,
     meta,
     model_of,
@@ -166,8 +167,9 @@ def _route(
     async def handler(request: web.Request) -> web.StreamResponse:
         model = model_of(request)
         # Checked before special(): its error bodies are OpenAI-shaped, which botocore can't read.
-        if model.startswith("error-") and model[6:].isdigit():
-            return _error(int(model[6:]))
+        status = error_status(model)
+        if status is not None:
+            return _error(status)
         odd = await special(request)
         if odd is not None:
             return odd

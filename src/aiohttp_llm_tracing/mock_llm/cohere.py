@@ -43,6 +43,7 @@ from ._wire import (
     body_of,
     chunk_count,
     count_tokens,
+    error_status,
     llm_handler,
     model_of,
     prompt_of,
@@ -76,9 +77,9 @@ def _error(request: web.Request) -> web.Response | None:
     It must run before :func:`._wire.special`, which would answer in OpenAI's shape.
     """
     model = model_of(request)
-    if not (model.startswith("error-") and model[6:].isdigit()):
+    status = error_status(model)
+    if status is None:
         return None
-    status = int(model[6:])
     body = {"id": f"mock-error-{status}", "message": ERROR_MESSAGES.get(status, "mock error")}
     # retry-after-ms is honoured by the cohere SDK, so its default retries stay fast.
     return web.json_response(body, status=status, headers={"retry-after-ms": "10"})

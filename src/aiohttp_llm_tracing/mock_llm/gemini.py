@@ -49,7 +49,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ._wire import CHUNK_DELAY, chunk_count, count_tokens, json_reply, meta, send, special, split
+from ._wire import (
+    CHUNK_DELAY,
+    chunk_count,
+    count_tokens,
+    error_status,
+    json_reply,
+    meta,
+    send,
+    special,
+    split,
+)
 
 RESPONSE_ID = "mock-gemini-response-1"
 THOUGHTS_TOKENS = 16
@@ -347,8 +357,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if not streaming and action != "generateContent" and action not in ACTIONS:
         return error(404, f"Mock: unknown method {action!r}")
     # Checked before special(), whose error bodies are OpenAI-shaped.
-    if model.startswith("error-") and model[6:].isdigit():
-        return error(int(model[6:]))
+    status = error_status(model)
+    if status is not None:
+        return error(status)
     odd = await special(request)
     if odd is not None:
         return odd

@@ -40,6 +40,7 @@ from ._wire import (
     body_of,
     chunk_count,
     count_tokens,
+    error_status,
     json_reply,
     model_of,
     prompt_of,
@@ -69,9 +70,9 @@ def _error(request: web.Request) -> web.Response | None:
     It must run before :func:`._wire.special`, which would answer in OpenAI's shape.
     """
     model = model_of(request)
-    if not (model.startswith("error-") and model[6:].isdigit()):
+    status = error_status(model)
+    if status is None:
         return None
-    status = int(model[6:])
     message = ERROR_MESSAGES.get(status, "mock error").format(model=model)
     return web.json_response({"error": message}, status=status)
 

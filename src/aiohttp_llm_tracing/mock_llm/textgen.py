@@ -42,6 +42,7 @@ from ._wire import (
     body_of,
     chunk_count,
     count_tokens,
+    error_status,
     llm_handler,
     model_of,
     sse,
@@ -186,9 +187,9 @@ def _error(request: web.Request, sglang: bool) -> web.Response | None:
     It must run before :func:`._wire.special`, which would answer in OpenAI's shape.
     """
     model = model_of(request)
-    if not (model.startswith("error-") and model[6:].isdigit()):
+    status = error_status(model)
+    if status is None:
         return None
-    status = int(model[6:])
     message, kind = TGI_ERRORS.get(status, ("Mock error", "generation"))
     body: dict[str, Any] = {"error": message, "error_type": kind}
     if sglang:
