@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._json import INVALID, dumps, loads
@@ -162,3 +162,23 @@ def azure_deployment(path: str) -> str | None:
         if i + 1 < len(parts):
             return parts[i + 1]
     return None
+
+
+def split_system(
+    messages: list[Any],
+    system_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    message_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(system instruction parts, other messages in the parts schema)``: APIs that take
+    instructions as ``system`` messages (Cohere, Ollama) next to the conventions, which keep
+    them apart."""
+    system: list[dict[str, Any]] = []
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "system":
+            system += system_parts(message)
+        else:
+            converted.append({"role": message.get("role"), "parts": message_parts(message)})
+    return system, converted

@@ -50,16 +50,9 @@ class CohereChat:
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         tools = c.as_list(body.get("tools")) or None
-        system: list[dict[str, Any]] = []
-        converted: list[dict[str, Any]] = []
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            if message.get("role") == "system":
-                # Cohere takes instructions as system messages; the conventions keep them apart.
-                system += _parts(message.get("content"))
-            else:
-                converted.append({"role": message.get("role"), "parts": _message_parts(message)})
+        system, converted = c.split_system(
+            messages, lambda m: _parts(m.get("content")), _message_parts
+        )
         picked = c.pick(body, tuple(_PARAMETERS))
         parameters = {_PARAMETERS[name]: value for name, value in picked.items()}
         return ParsedRequest(

@@ -118,15 +118,7 @@ class OllamaChat(_Ollama):
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         tools = c.as_list(body.get("tools")) or None
-        system: list[dict[str, Any]] = []
-        converted: list[dict[str, Any]] = []
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            if message.get("role") == "system":
-                system += _message_parts(message)
-            else:
-                converted.append({"role": message.get("role"), "parts": _message_parts(message)})
+        system, converted = c.split_system(messages, _message_parts, _message_parts)
         return self._request(
             body,
             input={"messages": messages, "tools": tools} if tools else messages,
