@@ -206,3 +206,62 @@ def test_an_entry_still_in_use_is_renewed_and_only_silence_expires_it():
     assert live.ends == [(EndReason.EXPIRED, None)]
     stats = registry.stats()
     assert stats.started == 3 and stats.ended == {"expired": 3} and stats.in_flight == 0
+
+
+def test_the_lean_end_path_is_active_on_this_cachetools():
+    # pop_live() reads cachetools' per-key links; if a release renames them it falls back to
+    # the public pop(), and this test says so rather than the benchmarks.
+    registry = SpanRegistry(sweep_interval=None)
+    assert registry._cache._links is not None and registry._cache._root is not None
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["links", "public-pop"])
+def test_end_and_expiry_agree_with_and_without_the_lean_path(lean):
+    clock = Clock()
+    registry = SpanRegistry(ttl=10, sweep_interval=None, timer=clock)
+    if not lean:
+        registry._cache._links = registry._cache._root = None
+    live, late, missing = Entry(), Entry(), Entry()
+    registry.register("live", live)
+    registry.register("late", late)
+    clock.now = 5
+    assert registry.end("live", EndReason.RESPONSE) is True
+    assert registry.end("live", EndReason.RESPONSE) is False
+    assert registry.end("nobody", EndReason.RESPONSE) is False
+    clock.now = 11
+    # Past its TTL the entry is the sweep's: end() leaves it, the sweep ends it as expired.
+    assert registry.end("late", EndReason.RESPONSE) is False
+    assert registry.sweep() == 1
+    assert live.ends == [(EndReason.RESPONSE, None)]
+    assert late.ends == [(EndReason.EXPIRED, None)]
+    assert missing.ends == []
+    stats = registry.stats()
+    assert stats.in_flight == 0
+    assert stats.started == stats.ended_total == 2
+    # The cache's own bookkeeping stays consistent: a new entry fills the freed slot.
+    registry.register("next", Entry())
+    assert len(registry) == 1 and registry._cache.currsize == 1
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["links", "public-setitem"])
+def test_eviction_and_renewal_agree_with_and_without_the_lean_path(lean):
+    clock = Clock()
+    registry = SpanRegistry(ttl=10, maxsize=2, sweep_interval=None, timer=clock)
+    if not lean:
+        registry._cache._links = registry._cache._root = None
+    first, second, third = Entry(), Entry(), Entry()
+    first.renew = lambda: True  # type: ignore[attr-defined]  # still in use at its expiry
+    registry.register("1", first)
+    registry.register("2", second)
+    registry.register("3", third)  # full: the oldest goes, ended as evicted
+    assert first.ends == [(EndReason.EVICTED, None)]
+    clock.now = 10
+    assert registry.sweep() == 2
+    assert [second.ends, third.ends] == [[(EndReason.EXPIRED, None)]] * 2
+    keeper = Entry()
+    keeper.renew = lambda: True  # type: ignore[attr-defined]
+    registry.register("4", keeper)
+    clock.now = 20
+    assert registry.sweep() == 0 and registry.get("4") is keeper  # renewed for another TTL
+    assert registry.end("4", EndReason.BODY_COMPLETE) is True
+    assert registry.stats().in_flight == 0

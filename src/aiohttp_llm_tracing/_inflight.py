@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections.abc import Mapping
 from traceback import format_exception
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ class HttpSpan:
     """
 
     __slots__ = (
+        "attributes",
         "body",
         "body_seen",
         "cancel_pending",
@@ -60,8 +62,12 @@ class HttpSpan:
         registry: SpanRegistry,
         llm: LLMCall | None = None,
         metrics: Metrics | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.span = span
+        # The attributes the span started with, read back by the metrics at the end: a dict of
+        # our own is cheaper to read than the SDK's locked attribute mapping.
+        self.attributes = attributes
         self.request_id = request_id
         self.registry = registry
         self.llm = llm
@@ -192,15 +198,22 @@ class HttpSpan:
             span.set_status(status)
         span.end(end_time=end_ns)
         if self.metrics is not None and self.metrics.enabled:
-            self._record_metrics()
+            self._record_metrics(attributes)
 
-    def _record_metrics(self) -> None:
+    def _record_metrics(self, end_attributes: Mapping[str, Any]) -> None:
         span: Any = self.span
         try:
-            # From the ended span itself: the final attributes and the SDK's own timestamps.
+            # The span's own timestamps, and the values it started and ended with (as
+            # OpenTelemetry's HTTP instrumentations do, a hook's changes to the span are not
+            # the metrics').
             start, end = span.start_time, span.end_time
             if isinstance(start, int) and isinstance(end, int):
-                self.metrics.record(span.attributes, (end - start) / 1e9, self.llm is not None)  # type: ignore[union-attr]
+                self.metrics.record(  # type: ignore[union-attr]
+                    self.attributes or {},
+                    end_attributes,
+                    (end - start) / 1e9,
+                    self.llm is not None,
+                )
         except Exception as exc:
             self.registry.record_internal_error("metrics", exc)
 

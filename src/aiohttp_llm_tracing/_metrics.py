@@ -53,9 +53,17 @@ _TOKEN_TYPES = ((A.GEN_AI_USAGE_INPUT_TOKENS, "input"), (A.GEN_AI_USAGE_OUTPUT_T
 class Metrics:
     """The instruments of one trace config, from ``meter_provider`` (the global one if None)."""
 
-    __slots__ = ("_provider", "duration", "http_duration", "time_to_first_chunk", "tokens")
+    __slots__ = (
+        "_enabled",
+        "_provider",
+        "duration",
+        "http_duration",
+        "time_to_first_chunk",
+        "tokens",
+    )
 
     def __init__(self, meter_provider: MeterProvider | None, schema_url: str) -> None:
+        self._enabled = False
         self._provider = meter_provider or metrics.get_meter_provider()
         meter = metrics.get_meter(
             "aiohttp_llm_tracing", __version__, self._provider, schema_url=schema_url
@@ -89,24 +97,43 @@ class Metrics:
     def enabled(self) -> bool:
         """Whether a real meter provider is behind the instruments (checked per request: the
         application may configure one after building its sessions)."""
+        if self._enabled:
+            return True
         # The API's placeholder until a provider is set; nothing can be recorded through it.
-        return getattr(self._provider, "_real_meter_provider", True) is not None
+        # Once set, the global provider cannot be replaced, so a yes is final.
+        self._enabled = getattr(self._provider, "_real_meter_provider", True) is not None
+        return self._enabled
 
-    def record(self, attributes: Mapping[str, Any], duration: float, llm: bool) -> None:
-        """Record one finished request from its span's final attributes."""
+    def record(
+        self,
+        start: Mapping[str, Any],
+        end: Mapping[str, Any],
+        duration: float,
+        llm: bool,
+    ) -> None:
+        """Record one finished request from the attributes its span started and ended with
+        (``end`` wins where both have a key)."""
         if not llm:
-            self.http_duration.record(duration, _pick(attributes, _HTTP_KEYS))
+            self.http_duration.record(duration, _pick(start, end, _HTTP_KEYS))
             return
-        common = _pick(attributes, _GEN_AI_KEYS)
+        common = _pick(start, end, _GEN_AI_KEYS)
         self.duration.record(duration, common)
-        ttfc = attributes.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+        ttfc = end.get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         if isinstance(ttfc, float):
             self.time_to_first_chunk.record(ttfc, common)
         for key, kind in _TOKEN_TYPES:
-            count = attributes.get(key)
+            count = end.get(key)
             if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
                 self.tokens.record(count, {**common, A.GEN_AI_TOKEN_TYPE: kind})
 
 
-def _pick(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: attributes[key] for key in keys if key in attributes}
+def _pick(
+    start: Mapping[str, Any], end: Mapping[str, Any], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    out = {}
+    for key in keys:
+        if key in end:
+            out[key] = end[key]
+        elif key in start:
+            out[key] = start[key]
+    return out

@@ -18,7 +18,7 @@ from opentelemetry import baggage, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = ["inject"]
@@ -26,6 +26,21 @@ __all__ = ["inject"]
 _seen: Any = None
 _default = False
 _BAGGAGE = W3CBaggagePropagator()
+
+
+def _tuple_layout() -> bool:
+    # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid)
+    # read through one property per field; unpacking it reads all six at once. Checked here
+    # rather than assumed, so a future layout falls back to the properties.
+    sc = SpanContext(1, 2, False, TraceFlags(1), TraceState([("k", "v")]))
+    try:
+        trace_id, span_id, _, flags, state, valid = sc
+    except (TypeError, ValueError):
+        return False
+    return (trace_id, span_id, flags, state, valid) == (1, 2, 1, sc.trace_state, True)
+
+
+_UNPACK = _tuple_layout()
 
 
 def _is_default(textmap: Any) -> bool:
@@ -45,10 +60,16 @@ def inject(headers: MutableMapping[str, str], span: Span, current: Context) -> N
         propagate.inject(headers, context=trace.set_span_in_context(span, current))
         return
     sc = span.get_span_context()
-    if not sc.is_valid:
+    if _UNPACK:
+        trace_id, span_id, _, flags, state, valid = sc
+    else:
+        trace_id, span_id, flags = sc.trace_id, sc.span_id, sc.trace_flags
+        state, valid = sc.trace_state, sc.is_valid
+    if not valid:
         return
-    headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
-    if sc.trace_state:
-        headers["tracestate"] = sc.trace_state.to_header()
-    if baggage.get_all(current):
+    headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    if state:
+        headers["tracestate"] = state.to_header()
+    # An empty context (no parent span, no baggage) is the common case of a bare script.
+    if current and baggage.get_all(current):
         _BAGGAGE.inject(headers, context=current)

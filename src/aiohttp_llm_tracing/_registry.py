@@ -87,6 +87,45 @@ class _EndingTTLCache(TTLCache):
     def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
         super().__init__(maxsize, ttl, timer)
         self.dropped: list[tuple[Any, str]] = []
+        self._clock = timer
+        self._ttl = ttl
+        # cachetools' per-key expiry links and their ring (the same since 4.x). Without them,
+        # set_new() and pop_live() fall back to the public __setitem__() and pop().
+        self._links: dict[Any, Any] | None = getattr(self, "_TTLCache__links", None)
+        self._root: Any = getattr(self, "_TTLCache__root", None)
+
+    def set_new(self, key: Any, value: Any) -> None:
+        """``self[key] = value`` for a key not in the cache, as TTLCache sets one (expire what
+        is due, make room, link the key last) without its timer wrapper and re-link checks."""
+        links = self._links
+        if links is None or self._root is None or key in links:
+            self[key] = value
+            return
+        now = self._clock()
+        self.expire(now)
+        Cache.__setitem__(self, key, value)
+        link = TTLCache._Link(key)  # type: ignore[attr-defined]
+        link.expires = now + self._ttl
+        links[key] = link
+        link.insert(self._root)
+
+    def pop_live(self, key: Any) -> Any:
+        """``pop(key, None)``: the entry if present and not past its TTL, else ``None``.
+
+        Every traced request ends through here. The public ``pop()`` takes three lookups and
+        four clock reads through cachetools' timer wrapper; a key set once needs one of each.
+        """
+        links = self._links
+        if links is None:
+            return self.pop(key, None)
+        link = links.get(key)
+        if link is None or not self._clock() < link.expires:
+            return None  # an expired entry stays for expire(), which ends it as expired
+        value = Cache.__getitem__(self, key)
+        Cache.__delitem__(self, key)
+        del links[key]
+        link.unlink()
+        return value
 
     def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:
         expired = super().expire(time)
@@ -183,7 +222,7 @@ class SpanRegistry:
         """Hold ``entry`` under ``key`` until :meth:`end`, expiry, eviction or :meth:`close`."""
         with self._lock:
             cache = self._cache
-            cache[key] = entry
+            cache.set_new(key, entry)
             self._started += 1
             dropped = self._take_dropped() if cache.dropped else None
             need_sweeper = self._sweeper is None and self.sweep_interval is not None
@@ -208,7 +247,7 @@ class SpanRegistry:
     def end(self, key: str, reason: str, error: BaseException | None = None) -> bool:
         """End the entry under ``key`` for ``reason``; ``False`` if it had already ended."""
         with self._lock:
-            entry = self._cache.pop(key, None)
+            entry = self._cache.pop_live(key)
             if entry is None:
                 return False
             self._ended[reason] = self._ended.get(reason, 0) + 1
