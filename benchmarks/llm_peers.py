@@ -50,7 +50,8 @@ later). Once a round's duration is known, the rounds per repetition shrink evenl
 repetition fits, and the report says so. The server and workers bind/talk to 127.0.0.1 only and are
 stopped by PID in ``finally`` blocks. Output: rich tables and benchmarks/results/llm_peers.json.
 
-Targets: ours' JSON overhead <= 0.75 x openai-v2's; ours' stream overhead <= 0.5 x openai-v2's.
+Targets: ours' JSON overhead <= 0.85 x openai-v2's; ours' stream overhead <= 0.6 x openai-v2's; and
+ahead of the cheapest peer beyond the run's spread, i.e. in every repetition (``x best per rep``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ PACKAGES = (
     "psutil",
     "rich",
 )
-TARGETS = {"json": 0.75, "stream": 0.5}  # ours' overhead <= this x openai-v2's
+TARGETS = {"json": 0.85, "stream": 0.6}  # ours' overhead <= this x openai-v2's
 BASELINE, OURS, REFERENCE = "bare", "ours", "openai_v2"
 DEFAULTS = dict(
     reps=3,
@@ -507,8 +508,36 @@ def _targets(rows: dict) -> dict:
             "pass": ratio is not None and ratio <= limit,
             "ratio_by_rep": by_rep,
             "ratio_paired": _ratio(ours["paired_overhead_us"], ref["paired_overhead_us"]),
+            **_ahead_of_best_peer(rows, kind),
         }
     return out
+
+
+def _ahead_of_best_peer(rows: dict, kind: str) -> dict:
+    """Ours against the cheapest peer on ``kind``: ahead beyond the run's own spread means
+    ahead in every repetition (each repetition's ratio is taken within that repetition, so the
+    machine's drift between repetitions cancels, and the worst one still has to be below 1)."""
+    peers = {
+        m: r[kind]["overhead_us"]
+        for m, r in rows.items()
+        if m not in (BASELINE, OURS) and r.get(kind, {}).get("overhead_us") is not None
+    }
+    if not peers or OURS not in rows:
+        return {}
+    best = min(peers, key=lambda m: peers[m])
+    by_rep = [
+        _ratio(o, b)
+        for o, b in zip(
+            rows[OURS][kind]["overhead_us_by_rep"], rows[best][kind]["overhead_us_by_rep"]
+        )
+    ]
+    known = [r for r in by_rep if r is not None]
+    return {
+        "best_peer": best,
+        "best_peer_overhead_us": peers[best],
+        "ratio_to_best_by_rep": by_rep,
+        "ahead_of_best_beyond_spread": bool(known) and len(known) == len(by_rep) and max(known) < 1,
+    }
 
 
 def cpu_share(samples: list[dict]) -> dict[str, float]:
@@ -607,7 +636,8 @@ def print_report(report: dict) -> None:
             title=f"Targets ({metric}): ours' overhead / openai-v2's overhead", title_justify="left"
         )
         for name in ("call", "ours ovh", "openai-v2 ovh", "ratio", "target", "pass",
-                     "per-rep ratios", "paired", other):  # fmt: skip
+                     "per-rep ratios", "paired", other, "best peer", "x best per rep",
+                     "ahead every rep"):  # fmt: skip
             t2.add_column(name, justify="left" if name == "call" else "right", no_wrap=True)
         for kind, t in main["targets"].items():
             ok = "[green]PASS[/]" if t["pass"] else "[red]FAIL[/]"
@@ -621,6 +651,9 @@ def print_report(report: dict) -> None:
                 " ".join(_f(r, "{:.2f}") for r in t["ratio_by_rep"]) or "-",
                 _f(t["ratio_paired"], "{:.2f}"),
                 _f(alt["targets"][kind]["ratio"], "{:.2f}"),
+                SHORT.get(t.get("best_peer", "-"), t.get("best_peer", "-")),
+                " ".join(_f(r, "{:.2f}") for r in t.get("ratio_to_best_by_rep", [])) or "-",
+                "[green]yes[/]" if t.get("ahead_of_best_beyond_spread") else "[red]no[/]",
             )
         console.print(t2)
     share = report["cpu_share"]
