@@ -79,17 +79,28 @@ class CountingExporter(SpanExporter):
         pass
 
 
-def floor_trace_config(provider):  # type: ignore[no-untyped-def]
+def floor_trace_config(provider, meter_provider=None):  # type: ignore[no-untyped-def]
     """The least a span per request can cost: start with two attributes, end with the status.
 
     No request ID, no registry, no propagation, no error or body handling: a reference point,
-    not a usable tracer. Whatever any tracer adds costs on top of this.
+    not a usable tracer. Whatever any tracer adds costs on top of this. With ``meter_provider``
+    it also records ``http.client.request.duration`` with the conventions' attributes, as any
+    tracer with metrics on must: the SDK's own cost of one histogram record.
     """
+    import time
+
     import aiohttp
     from opentelemetry.trace import SpanKind
 
     tracer = provider.get_tracer("floor")
     config = aiohttp.TraceConfig()
+    histogram = (
+        None
+        if meter_provider is None
+        else meter_provider.get_meter("floor").create_histogram(
+            "http.client.request.duration", unit="s"
+        )
+    )
 
     async def start(session, ctx, params):  # type: ignore[no-untyped-def]
         ctx.span = tracer.start_span(
@@ -97,10 +108,23 @@ def floor_trace_config(provider):  # type: ignore[no-untyped-def]
             kind=SpanKind.CLIENT,
             attributes={"http.request.method": params.method, "url.full": str(params.url)},
         )
+        ctx.t0 = time.perf_counter()
 
     async def end(session, ctx, params):  # type: ignore[no-untyped-def]
         ctx.span.set_attribute("http.response.status_code", params.response.status)
         ctx.span.end()
+        if histogram is not None:
+            url = params.url
+            histogram.record(
+                time.perf_counter() - ctx.t0,
+                {
+                    "http.request.method": params.method,
+                    "http.response.status_code": params.response.status,
+                    "server.address": url.raw_host,
+                    "server.port": url.port,
+                    "network.protocol.version": "1.1",
+                },
+            )
 
     config.on_request_start.append(start)
     config.on_request_end.append(end)

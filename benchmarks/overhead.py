@@ -14,9 +14,10 @@ Results are printed and written to benchmarks/results/overhead.json.
 
 Two reference modes: ``floor_plain`` is not a tracer but a trace config that only starts an SDK
 span with two attributes and ends it with the status, so its ratio to contrib shows how much of
-any tracer's cost is the span itself; ``lean_plain`` is ours with ``propagate=False``,
-``request_id_header=None`` and ``llm=False``, so the gap between it and ``ours_plain`` is what those
-defaults cost.
+any tracer's cost is the span itself (``floorm_plain`` is the same plus one SDK histogram record
+of ``http.client.request.duration``, the least any tracer with metrics on pays for them);
+``lean_plain`` is ours with ``propagate=False``, ``request_id_header=None`` and ``llm=False``, so
+the gap between it and ``ours_plain`` is what those defaults cost.
 
 ``inst_plain`` is ours reached through the instrumentor, ``instrument(tracer_provider=...)``, with
 the same default options as ``ours_plain``: the two should cost the same, and
@@ -50,6 +51,7 @@ MODES = {
     "instm_plain": ("instm", "plain"),  # the same with the metrics on, as a user runs it
     "contrib_plain": ("contrib", "plain"),
     "floor_plain": ("floor", "plain"),
+    "floorm_plain": ("floorm", "plain"),  # the floor plus the SDK's one histogram record
     "lean_plain": ("lean", "plain"),
     "bare_chat": ("bare", "chat"),
     "ours_chat": ("ours", "chat"),
@@ -94,6 +96,10 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
         from _common import floor_trace_config
 
         return [floor_trace_config(provider)]
+    if tracer == "floorm":
+        from _common import floor_trace_config, null_meter_provider
+
+        return [floor_trace_config(provider, null_meter_provider())]
     return []
 
 
@@ -350,6 +356,14 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
             ]
             rows[f"{key}@c{conc}"]["minus_floor_us_by_rep"] = above
             summary[f"c{conc}_{key}_minus_floor_us"] = statistics.median(above)
+        if f"floorm_plain@c{conc}" in rows:
+            # The SDK's own metric cost (floorm - floor), and what we add above both.
+            for key, ref in (("floorm_plain", "floor_plain"), ("instm_plain", "floorm_plain")):
+                if f"{key}@c{conc}" in rows:
+                    summary[f"c{conc}_{key}_minus_{ref.split('_')[0]}_us"] = statistics.median(
+                        statistics.median(a - b for a, b in zip(r[key]["us"], r[ref]["us"]))
+                        for r in reps
+                    )
         contrib = rows.get(f"contrib_plain@c{conc}", {}).get("overhead_us")
         for row in rows.values():
             if row["concurrency"] == conc and contrib:
