@@ -156,3 +156,23 @@ def test_random_text_round_trips():
             fast_taken += 1
             _same(fast, general)
     assert fast_taken > 150  # the fast path really ran, escapes and all
+
+
+def test_mixed_spacing_equals_general():
+    # The compact pattern is tried first; chunks written with spaces among compact ones must
+    # still come out as the general path reads them (fast or not).
+    compact = _body(SHAPES["plain"]).split(b"data: [DONE]")[0]
+    spaced = _body(_texts([" again", "!"]) + TAIL, compact=False)
+    for body in (compact + spaced, spaced.split(b"data: [DONE]")[0] + _body(_texts(["x"]))):
+        fast = ADAPTER.parse_stream_body(body)
+        assert fast is not None
+        _same(fast, _general(body))
+
+
+def test_first_text_chunk_empty_keeps_first_chunk_offset():
+    body = _body(HEAD + _texts(["", "", "a", "b"]) + TAIL)
+    fast = ADAPTER.parse_stream_body(body)
+    assert fast is not None
+    _same(fast, _general(body))
+    # The event of the first text that is not empty.
+    assert fast.first_chunk_offset == body.rfind(b"\n\n", 0, body.index(b'"content":"a"')) + 2

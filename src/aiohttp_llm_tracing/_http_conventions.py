@@ -88,8 +88,27 @@ def header_attributes(headers: Mapping[str, str], names: tuple[str, ...]) -> dic
 def llm_header_attributes(headers: Mapping[str, str]) -> dict[str, Any]:
     """The provider's request ID and rate-limit headers, as ``http.response.header.<name>``."""
     out: dict[str, Any] = {}
+    keys = _LLM_HEADER_KEYS
     for name, value in headers.items():
-        lower = name.lower()
-        if lower in _LLM_HEADERS or lower.startswith(_LLM_HEADER_PREFIXES):
-            out.setdefault(_HEADER_PREFIX + lower, []).append(value)
+        # Every LLM response runs this over all its headers, and their names repeat: each
+        # name's verdict is looked up, not worked out again.
+        key = keys.get(name, _UNSEEN)
+        if key is _UNSEEN:
+            key = _llm_header_key(name)
+            if len(keys) < _MAX_HEADER_KEYS:
+                keys[name] = key
+        if key is not None:
+            out.setdefault(key, []).append(value)
     return out
+
+
+_UNSEEN: Any = object()
+_MAX_HEADER_KEYS = 1024
+_LLM_HEADER_KEYS: dict[str, str | None] = {}
+
+
+def _llm_header_key(name: str) -> str | None:
+    lower = name.lower()
+    if lower in _LLM_HEADERS or lower.startswith(_LLM_HEADER_PREFIXES):
+        return _HEADER_PREFIX + lower
+    return None

@@ -301,8 +301,9 @@ class LLMCall:
             if snippet:
                 attributes[A.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = self._redact(snippet)
                 attributes[A.LANGFUSE_OBSERVATION_LEVEL] = "ERROR"
-        for site, failure in dict(reversed(self.failures)).items():  # once per site, the first
-            entry.internal_error(site, failure)
+        if self.failures:
+            for site, failure in dict(reversed(self.failures)).items():  # once per site, the first
+                entry.internal_error(site, failure)
         return message
 
     def _redact(self, text: str) -> str:

@@ -71,9 +71,12 @@ def read_response(
     if body is None or body.total == 0:
         return None
     marks = body.marks
-    cuts = [offset for offset, _ in marks[1:]]
-    if marks and body.marks_complete:
-        cuts.append(len(body.head))
+    cuts: list[int] = []
+    if call.content_encoding:
+        # Where each read ends, in the decoded body: only a compressed body needs them mapped.
+        cuts = [offset for offset, _ in marks[1:]]
+        if marks and body.marks_complete:
+            cuts.append(len(body.head))
     limit = call.options.max_body_bytes
     decoded = decode(
         bytes(body.head), call.content_encoding, limit, cuts, tail_limit=body.tail_limit
@@ -199,7 +202,8 @@ def _is_empty(response: ParsedResponse) -> bool:
 def _cut_mid_event(body: bytes) -> bool:
     """Whether the stream's last event is unfinished: no blank line after it and its data does
     not parse (a server that only forgot the final blank line is not flagged)."""
-    if not body.strip() or body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
+    # The ending first: a finished stream is not copied by strip().
+    if body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) or not body.strip():
         return False
     # Only the last event matters, however long it is: from the last blank line on. (With no
     # blank line in a tail window, it starts mid-event and yields nothing: not flagged.)

@@ -18,6 +18,9 @@ class SSEEvent(NamedTuple):
     data: str
 
 
+_new_event = tuple.__new__
+
+
 def parse_sse(body: bytes, *, base_offset: int = 0, partial_head: bool = False) -> list[SSEEvent]:
     """Split ``body`` into events per the WHATWG SSE rules (data lines joined by newlines).
 
@@ -41,7 +44,9 @@ def parse_sse(body: bytes, *, base_offset: int = 0, partial_head: bool = False) 
         if not block:
             continue
         if block[:6] == b"data: " and b"\n" not in block:
-            events.append(SSEEvent(start, "", block[6:].decode("utf-8", "replace")))
+            # tuple.__new__ skips the named tuple's Python-level __new__: once per event.
+            data = block[6:].decode("utf-8", "replace")
+            events.append(_new_event(SSEEvent, (start, "", data)))
         else:
             event = _parse_block(block, start)
             if event is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._sse import parse_sse
@@ -21,39 +22,42 @@ from ._common import json_loads, opt_str
 
 if TYPE_CHECKING:
     from .base import ParsedResponse
+    from .openai_chat import StreamAccumulator
 
 __all__ = ["parse_chat_stream_fast"]
 
 # A quoted key followed by a colon cannot occur unescaped inside a JSON string, so this matches
 # real choice objects only, and the brackets make it the only choice of its chunk. The string
 # pattern is the unrolled-loop form (fewer backtracks).
+_TEXT = rb'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
 _PLAIN_CHUNK = re.compile(
-    rb'"choices": ?\[\{"index": ?0, ?"delta": ?\{"content": ?"([^"\\\n]*(?:\\.[^"\\\n]*)*)"\}'
+    rb'"choices": ?\[\{"index": ?0, ?"delta": ?\{"content": ?' + _TEXT + rb"\}"
     rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}\]'
+)
+# The same without the optional spaces, as OpenAI writes it: about a third cheaper to match, and
+# tried first. Whatever it matches the pattern above matches too, so when its matches pass the
+# checks below the result is the one the general path gives.
+_COMPACT_CHUNK = re.compile(
+    rb'"choices":\[\{"index":0,"delta":\{"content":' + _TEXT + rb"\}"
+    rb'(?:,"logprobs":null)?,"finish_reason":null\}\]'
 )
 
 
-def parse_chat_stream_fast(body: bytes) -> ParsedResponse | None:
-    """Parse an OpenAI chat-completion SSE body, or ``None`` if the fast path does not apply."""
+def parse_chat_stream_fast(
+    body: bytes, accumulator: Callable[[], StreamAccumulator]
+) -> ParsedResponse | None:
+    """Parse an OpenAI chat-completion SSE body, or ``None`` if the fast path does not apply.
+
+    ``accumulator`` makes the adapter's ``StreamAccumulator`` (passed in: the two modules would
+    import each other).
+    """
     if b"\r" in body:
         return None
-    matches = list(_PLAIN_CHUNK.finditer(body))
-    if not matches:
+    run = _plain_run(body, _COMPACT_CHUNK) or _plain_run(body, _PLAIN_CHUNK)
+    if run is None:
         return None
-    first = _event_start(body, matches[0].start())
-    last = body.find(b"\n\n", matches[-1].end())
-    last = len(body) if last == -1 else last + 2
-    # Between the first and the last text chunk there must be nothing but text chunks.
-    data_events = body.count(b"\ndata:", first - 1 if first else 0, last)
-    if first == 0 and body.startswith(b"data:"):
-        data_events += 1
-    if data_events != len(matches):
-        return None
-    if body.find(b'"usage": {', first, last) != -1 or body.find(b'"usage":{', first, last) != -1:
-        return None
-    from .openai_chat import StreamAccumulator
-
-    acc = StreamAccumulator()
+    pattern, texts, first_match, first, last = run
+    acc = accumulator()
     for event in parse_sse(body[:first]):
         if acc.add_event(event):
             return acc.result()
@@ -61,18 +65,61 @@ def parse_chat_stream_fast(body: bytes) -> ParsedResponse | None:
     if result.id is None or result.model is None:
         # No chunk before the text named them (no role chunk): the general path takes them from
         # the first text chunk, so decode that one whole.
-        end = body.find(b"\n\n", matches[0].end())
+        end = body.find(b"\n\n", first_match.end())
         for event in parse_sse(body[first : len(body) if end == -1 else end]):
             chunk = json_loads(event.data)
             if isinstance(chunk, dict):
                 result.id = result.id or opt_str(chunk.get("id"))
                 result.model = result.model or opt_str(chunk.get("model"))
-    offset = next((_event_start(body, m.start()) for m in matches if m.end(1) > m.start(1)), None)
-    acc.add_texts(_decode_texts([m[1] for m in matches]), offset)
+    if texts[0]:
+        offset: int | None = first
+    else:
+        # The first text chunk is empty: find the first that is not (its position).
+        matches = pattern.finditer(body, first_match.start())
+        offset = next(
+            (_event_start(body, m.start()) for m in matches if m.end(1) > m.start(1)), None
+        )
+    acc.add_texts(_decode_texts(texts), offset)
     for event in parse_sse(body[last:], base_offset=last):
         if acc.add_event(event):
             break
     return acc.result()
+
+
+def _plain_run(
+    body: bytes, pattern: re.Pattern[bytes]
+) -> tuple[re.Pattern[bytes], list[bytes], re.Match[bytes], int, int] | None:
+    """The texts of the plain text chunks, the first of them and the span of events they fill
+    (``first`` to ``last``); ``None`` unless every data event in that span is one and none of
+    them carries usage."""
+    first_match = pattern.search(body)
+    if first_match is None:
+        return None
+    # The texts in one C call (no match objects); matches never overlap, so findall sees every
+    # position where the pattern matches and the last one is found from the end.
+    texts = pattern.findall(body, first_match.start())
+    pos = len(body)
+    while True:  # ends at the first match at the latest
+        pos = body.rfind(b'"choices":', 0, pos)
+        last_match = pattern.match(body, pos)
+        if last_match is not None:
+            break
+    first = _event_start(body, first_match.start())
+    last = body.find(b"\n\n", last_match.end())
+    last = len(body) if last == -1 else last + 2
+    # Between the first and the last text chunk there must be nothing but text chunks.
+    data_events = body.count(b"\ndata:", first - 1 if first else 0, last)
+    if first == 0 and body.startswith(b"data:"):
+        data_events += 1
+    if data_events != len(texts):
+        return None
+    # Most streams have no usage field before the last chunks (include_usage off): one scan.
+    usage = body.find(b'"usage":', first, last)
+    if usage != -1 and (
+        body.find(b'"usage":{', usage, last) != -1 or body.find(b'"usage": {', usage, last) != -1
+    ):
+        return None
+    return pattern, texts, first_match, first, last
 
 
 def _event_start(body: bytes, pos: int) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._exportable import exportable_str
+from .._json import loads
 from .._sse import SSEEvent
 from . import _common as c
 from ._chat_stream import parse_chat_stream_fast
@@ -90,7 +91,7 @@ class OpenAIChat:
         ``None`` when the body is not in the shape the fast path knows; the caller then takes
         the general path.
         """
-        return parse_chat_stream_fast(body)
+        return parse_chat_stream_fast(body, StreamAccumulator)
 
 
 class StreamAccumulator:
@@ -112,12 +113,14 @@ class StreamAccumulator:
 
     def add_event(self, event: SSEEvent) -> bool:
         """Fold one event; ``True`` once an error event ended the stream."""
-        result = self.result_
-        if event.data == "[DONE]":
+        # Runs for every chunk of a stream the fast path does not take: helpers inlined.
+        data = event.data
+        if data == "[DONE]":
             return False
-        chunk = c.json_loads(event.data)
+        chunk = loads(data)
         if not isinstance(chunk, dict):
             return False
+        result = self.result_
         if chunk.get("error"):
             # An error event mid-stream (the status was already 200): the call failed.
             error = c.error_response(chunk)
@@ -126,17 +129,31 @@ class StreamAccumulator:
                 error.first_chunk_offset = result.first_chunk_offset
                 self.error = error
                 return True
-        result.id = result.id or c.opt_str(chunk.get("id"))
-        result.model = result.model or c.opt_str(chunk.get("model"))
-        if chunk.get("usage"):
-            result.usage = c.openai_usage(chunk["usage"])
-        for choice in c.as_list(chunk.get("choices")):
+        if not result.id:
+            result.id = c.opt_str(chunk.get("id"))
+        if not result.model:
+            result.model = c.opt_str(chunk.get("model"))
+        usage = chunk.get("usage")
+        if usage:
+            result.usage = c.openai_usage(usage)
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return False
+        for choice in choices:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
-            acc = self.choices.setdefault(index if isinstance(index, int) else 0, {"text": []})
-            delta = c.as_dict(choice.get("delta"))
-            if _merge_delta(acc, delta, result.wrong_types) and result.first_chunk_offset is None:
+            if not isinstance(index, int):
+                index = 0
+            acc = self.choices.get(index)
+            if acc is None:
+                acc = self.choices[index] = {"text": []}
+            delta = choice.get("delta")
+            if (
+                isinstance(delta, dict)
+                and _merge_delta(acc, delta, result.wrong_types)
+                and result.first_chunk_offset is None
+            ):
                 result.first_chunk_offset = event.offset
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
@@ -189,10 +206,14 @@ def _merge_delta(acc: dict[str, Any], delta: dict[str, Any], wrong: list[str]) -
     if isinstance(content, str) and content:
         acc["text"].append(content)
         carried = True
-    if isinstance(delta.get("refusal"), str) and delta["refusal"]:
-        acc.setdefault("refusal", []).append(delta["refusal"])
+    refusal = delta.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        acc.setdefault("refusal", []).append(refusal)
         carried = True
-    for call in c.as_list(delta.get("tool_calls")):
+    tool_calls = delta.get("tool_calls")
+    if not isinstance(tool_calls, list):
+        return carried
+    for call in tool_calls:
         call = c.as_dict(call)
         index = call.get("index", 0)
         index = index if isinstance(index, int) else 0
