@@ -131,6 +131,58 @@ def floor_trace_config(provider, meter_provider=None):  # type: ignore[no-untype
     return config
 
 
+def content_floor_trace_config(provider):  # type: ignore[no-untyped-def]
+    """The floor with our span's content: the same name, the same eight attributes (the HTTP
+    conventions' five at the start with our request ID, status, protocol and end reason at the
+    end) and the same two headers (``X-Request-ID``, ``traceparent``), written as directly as
+    the SDK allows, with no registry, no exactly-once end and no LLM check.
+
+    What it costs above ``floor_trace_config`` is what the span's content costs in the SDK;
+    what ours costs above it is our lifecycle.
+    """
+    from random import getrandbits
+
+    import aiohttp
+    from opentelemetry.trace import SpanKind
+
+    tracer = provider.get_tracer("floor")
+    config = aiohttp.TraceConfig()
+
+    async def start(session, ctx, params):  # type: ignore[no-untyped-def]
+        url = params.url
+        h = f"{getrandbits(128):032x}"
+        request_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        span = ctx.span = tracer.start_span(
+            params.method,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": params.method,
+                "url.full": str(url),
+                "server.address": url.raw_host,
+                "server.port": url.port,
+                "llm_tracing.request_id": request_id,
+            },
+        )
+        headers = params.headers
+        headers.setdefault("X-Request-ID", request_id)
+        sc = span.get_span_context()
+        headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+
+    async def end(session, ctx, params):  # type: ignore[no-untyped-def]
+        ctx.span.set_attributes(
+            {
+                "llm_tracing.end_reason": "response",
+                "http.response.status_code": params.response.status,
+                "network.protocol.version": "1.1",
+            }
+        )
+        ctx.span.end()
+
+    config.on_request_start.append(start)
+    config.on_request_end.append(end)
+    return config
+
+
 def round_order(items: list, r: int) -> list:  # type: ignore[type-arg]
     """Round ``r``'s running order: rotated by ``r``, and reversed every other round.
 

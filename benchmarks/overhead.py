@@ -15,7 +15,10 @@ Results are printed and written to benchmarks/results/overhead.json.
 Two reference modes: ``floor_plain`` is not a tracer but a trace config that only starts an SDK
 span with two attributes and ends it with the status, so its ratio to contrib shows how much of
 any tracer's cost is the span itself (``floorm_plain`` is the same plus one SDK histogram record
-of ``http.client.request.duration``, the least any tracer with metrics on pays for them);
+of ``http.client.request.duration``, the least any tracer with metrics on pays for them, and
+``floorc_plain`` the floor writing our span's very content and headers with no lifecycle around
+them, so ``floorc - floor`` is what that content costs in the SDK and ``ours - floorc`` what our
+registry, exactly-once end and LLM check cost);
 ``lean_plain`` is ours with ``propagate=False``, ``request_id_header=None`` and ``llm=False``, so
 the gap between it and ``ours_plain`` is what those defaults cost.
 
@@ -52,6 +55,7 @@ MODES = {
     "contrib_plain": ("contrib", "plain"),
     "floor_plain": ("floor", "plain"),
     "floorm_plain": ("floorm", "plain"),  # the floor plus the SDK's one histogram record
+    "floorc_plain": ("floorc", "plain"),  # the floor writing our span's content and headers
     "lean_plain": ("lean", "plain"),
     "bare_chat": ("bare", "chat"),
     "ours_chat": ("ours", "chat"),
@@ -96,6 +100,10 @@ def _trace_configs(tracer: str, provider):  # type: ignore[no-untyped-def]
         from _common import floor_trace_config
 
         return [floor_trace_config(provider)]
+    if tracer == "floorc":
+        from _common import content_floor_trace_config
+
+        return [content_floor_trace_config(provider)]
     if tracer == "floorm":
         from _common import floor_trace_config, null_meter_provider
 
@@ -356,14 +364,19 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
             ]
             rows[f"{key}@c{conc}"]["minus_floor_us_by_rep"] = above
             summary[f"c{conc}_{key}_minus_floor_us"] = statistics.median(above)
-        if f"floorm_plain@c{conc}" in rows:
-            # The SDK's own metric cost (floorm - floor), and what we add above both.
-            for key, ref in (("floorm_plain", "floor_plain"), ("instm_plain", "floorm_plain")):
-                if f"{key}@c{conc}" in rows:
-                    summary[f"c{conc}_{key}_minus_{ref.split('_')[0]}_us"] = statistics.median(
-                        statistics.median(a - b for a, b in zip(r[key]["us"], r[ref]["us"]))
-                        for r in reps
-                    )
+        pairs = (
+            ("floorm_plain", "floor_plain"),
+            ("instm_plain", "floorm_plain"),
+            ("floorc_plain", "floor_plain"),
+            ("ours_plain", "floorc_plain"),
+        )
+        for key, ref in pairs:
+            if f"{key}@c{conc}" in rows and f"{ref}@c{conc}" in rows:
+                # Paired like the rest: same-round differences, median of rounds, then of reps.
+                summary[f"c{conc}_{key}_minus_{ref.split('_')[0]}_us"] = statistics.median(
+                    statistics.median(a - b for a, b in zip(r[key]["us"], r[ref]["us"]))
+                    for r in reps
+                )
         contrib = rows.get(f"contrib_plain@c{conc}", {}).get("overhead_us")
         for row in rows.values():
             if row["concurrency"] == conc and contrib:

@@ -37,6 +37,7 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
         "contrib_plain",
         "floor_plain",
         "floorm_plain",
+        "floorc_plain",
         "lean_plain",
         "bare_chat",
         "ours_chat",
@@ -51,6 +52,8 @@ def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None
         assert f"c{conc}_sse_cpu_us_per_chunk" in report["summary"]
         assert f"c{conc}_floorm_plain_minus_floor_us" in report["summary"]
         assert f"c{conc}_instm_plain_minus_floorm_us" in report["summary"]
+        assert f"c{conc}_floorc_plain_minus_floor_us" in report["summary"]
+        assert f"c{conc}_ours_plain_minus_floorc_us" in report["summary"]
         assert f"c{conc}_inst_minus_ours_us" in report["summary"]
         assert f"c{conc}_inst_to_ours_ratio" in report["summary"]
         assert len(report["rows"][f"inst_plain@c{conc}"]["minus_ours_us_by_rep"]) == 1

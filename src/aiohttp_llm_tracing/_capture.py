@@ -25,6 +25,7 @@ class BodyCapture:
         "_marks_left",
         "head",
         "limit",
+        "room",
         "tail",
         "tail_limit",
         "total",
@@ -40,6 +41,10 @@ class BodyCapture:
         self.truncated = False
         self._marks: list[tuple[int, int]] | None = [] if timed else None
         self._marks_left = _MAX_MARKS if timed else 0
+        self.room = 0 if timed else limit
+        """Bytes the next reads may append to ``head`` directly, adding them to ``total``, with
+        no other bookkeeping: zero while reads are being timed. A stream's per-line reader
+        (``_stream``) appends this way, sparing a call per line."""
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Record ``data``; never holds more than ``limit + 2 * tail_limit`` bytes.
@@ -56,7 +61,10 @@ class BodyCapture:
         head = self.head
         if len(head) + n <= self.limit:
             head += data
+            if not self._marks_left:
+                self.room = self.limit - len(head)
             return
+        self.room = 0
         self._overflow(data)
 
     def _overflow(self, data: bytes | bytearray | memoryview) -> None:

@@ -206,11 +206,19 @@ class _TracedIterator:
         if stream._entry is not None:
             capture = stream._capture
             if data and capture is not None:
-                try:
-                    capture.feed(data)
-                except Exception as exc:
-                    stream._capture = None
-                    stream._entry.internal_error("capture", exc)
+                n = len(data)
+                if n <= capture.room:
+                    # Under the cap and past the timed first reads: BodyCapture.feed's whole
+                    # work, without a call per line.
+                    capture.room -= n
+                    capture.total += n
+                    capture.head += data
+                else:
+                    try:
+                        capture.feed(data)
+                    except Exception as exc:
+                        stream._capture = None
+                        stream._entry.internal_error("capture", exc)
             if stream._inner.at_eof():
                 entry, stream._entry = stream._entry, None
                 entry.body_complete()
