@@ -45,6 +45,7 @@ MODES = (
     "openinference",
     "langfuse",
     "openai_v2_nocontent",
+    "ours_http",
 )
 DEFAULT_MODES = MODES[:6]
 LABELS = {
@@ -55,6 +56,7 @@ LABELS = {
     "openinference": "OpenInference",
     "langfuse": "langfuse.openai (+ OTLP export to stub)",
     "openai_v2_nocontent": "openai-v2, content off",
+    "ours_http": "ours with llm=False (the HTTP span alone)",
 }
 MODEL = "gpt-4o-mini"
 PROMPT = "What is the capital of France? Answer in one word."
@@ -136,6 +138,10 @@ class Worker:
             from aiohttp_llm_tracing import create_trace_config
 
             self.trace_configs = [create_trace_config(tracer_provider=tp)]
+        elif mode == "ours_http":
+            from aiohttp_llm_tracing import create_trace_config
+
+            self.trace_configs = [create_trace_config(tracer_provider=tp, llm=False)]
         elif mode in ("openai_v2", "openai_v2_nocontent"):
             from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
@@ -240,7 +246,7 @@ class Worker:
         if len(spans) != want:
             problems.append(f"{len(spans)} spans for 2 calls, expected {want}")
         content = [any(PROMPT in str(v) for v in (s.attributes or {}).values()) for s in spans]
-        if self.mode == "openai_v2_nocontent":
+        if self.mode in ("openai_v2_nocontent", "ours_http"):
             if any(content):
                 problems.append("content recorded although capture is off")
         elif self.expect_spans and not all(content):

@@ -24,6 +24,8 @@ exporter that is flushed inside the timed window; see ``_peers_worker.py``):
 * ``openai_v2``: opentelemetry-instrumentation-openai-v2 with
   ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY`` (util-genai 1.1b0 rejects
   ``true``); ``openai_v2_nocontent`` (not run by default) is the same with ``NO_CONTENT``.
+* ``ours_http`` (not run by default): ours with ``llm=False``, the HTTP span alone, so that
+  ``ours - ours_http`` is what the LLM layer costs in the same run.
 * ``openllmetry``: opentelemetry-instrumentation-openai (content on by default).
 * ``openinference``: openinference-instrumentation-openai (content on by default).
 * ``langfuse``: ``from langfuse.openai import AsyncOpenAI``; its OTLP/HTTP export goes to a stub on
@@ -520,7 +522,7 @@ def _ahead_of_best_peer(rows: dict, kind: str) -> dict:
     peers = {
         m: r[kind]["overhead_us"]
         for m, r in rows.items()
-        if m not in (BASELINE, OURS) and r.get(kind, {}).get("overhead_us") is not None
+        if m not in (BASELINE, OURS, "ours_http") and r.get(kind, {}).get("overhead_us") is not None
     }
     if not peers or OURS not in rows:
         return {}
@@ -583,6 +585,7 @@ SHORT = {
     "openinference": "OpenInference",
     "langfuse": "langfuse",
     "openai_v2_nocontent": "openai-v2 no content",
+    "ours_http": "ours HTTP only",
 }
 
 

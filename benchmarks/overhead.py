@@ -381,12 +381,6 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
         for row in rows.values():
             if row["concurrency"] == conc and contrib:
                 row["ratio_to_contrib"] = row["overhead_us"] / contrib
-        if not contrib:
-            continue
-        for key in ("ours_plain", "inst_plain", "ours_chat", "floor_plain", "lean_plain"):
-            row = rows.get(f"{key}@c{conc}")
-            if row is not None:
-                summary[f"c{conc}_{key}_ratio_to_contrib"] = row["ratio_to_contrib"]
         sse, chat = rows.get(f"ours_sse@c{conc}"), rows.get(f"ours_chat@c{conc}")
         if sse is not None and chat is not None:
             summary[f"c{conc}_sse_us_per_chunk"] = (
@@ -397,6 +391,12 @@ def _report(runs: dict[int, list[dict]], modes: list[str]) -> dict:
             summary[f"c{conc}_sse_cpu_us_per_chunk"] = (
                 sse["cpu_overhead_us"] - chat["cpu_overhead_us"]
             ) / SSE_CHUNKS
+        if not contrib:
+            continue
+        for key in ("ours_plain", "inst_plain", "ours_chat", "floor_plain", "lean_plain"):
+            row = rows.get(f"{key}@c{conc}")
+            if row is not None:
+                summary[f"c{conc}_{key}_ratio_to_contrib"] = row["ratio_to_contrib"]
     return {
         "machine": os.uname().machine,
         "python": sys.version.split()[0],

@@ -135,3 +135,13 @@ def test_stalls_benchmark_reports_every_case_and_the_lag(tmp_path: Path) -> None
     summary = report["summary"]
     assert summary["end_max_ms"] >= 0
     assert isinstance(summary["cases_over_budget"], list)
+
+
+def test_callbacks_benchmark_reports_every_difference(tmp_path: Path) -> None:
+    report = _run(
+        "callbacks.py", "--reps", "2", "--requests", "50", out=tmp_path / "callbacks.json"
+    )
+    assert set(report["min_us"]) == {"floor", "floorc", "floorm", "ours", "oursm", "lean"}
+    assert all(v > 0 for v in report["min_us"].values())
+    for key in ("floorc_minus_floor_us", "ours_minus_floorc_us", "oursm_minus_floorm_us"):
+        assert key in report["summary"]
