@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -181,6 +182,13 @@ def content_floor_trace_config(provider):  # type: ignore[no-untyped-def]
     config.on_request_start.append(start)
     config.on_request_end.append(end)
     return config
+
+
+def write_report(out: str | Path, report: dict) -> None:  # type: ignore[type-arg]
+    """Write a benchmark's report as indented JSON to ``out``, making its folder if needed."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def round_order(items: list, r: int) -> list:  # type: ignore[type-arg]

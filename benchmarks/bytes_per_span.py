@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import json
 import os
 import sys
 from pathlib import Path
@@ -122,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             report[f"{name}_to_openai_v2"] = round(
                 rows[name]["bytes"] / rows["openai_v2"]["bytes"], 2
             )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     for name, row in rows.items():
         print(f"{name:16} {row['bytes']:>8,} B  ({row['gzip_bytes']:,} B gzip)")
     return 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -161,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "samples_us": samples,
         "summary": summary,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     width = max(map(len, MODES))
     for name in MODES:
         print(f"{name:<{width}}  {best[name]:6.2f} us/request (CPU, min of {args.reps} blocks)")

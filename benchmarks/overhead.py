@@ -307,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"rep {rep + 1} c{concurrency:<3} us/req: {line}", file=sys.stderr, flush=True
                 )
     report = _report(runs, modes)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     _print(report)
     return 0
 

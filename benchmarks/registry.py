@@ -9,7 +9,6 @@ entries when none and when 1% have expired. Results go to benchmarks/results/reg
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -127,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         **sweeps,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     for name, value in medians.items():
         print(f"{name:<26} {value:>12,.0f} pairs/s")
     print(f"{'registry / bare':<26} {report['ratio_registry_to_bare']:>12.2f}")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import statistics
 import sys
@@ -231,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {0})
     runs = asyncio.run(_measure(list(VARIANTS), args.reps, args.rounds, args.sessions))
     report = _report(runs, args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     _print(report)
     return 0
 

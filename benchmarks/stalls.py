@@ -338,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         | {f"lag_{k}_{mode}_ms": lag[mode][f"{k}_ms"] for k in ("p99", "max") for mode in lag},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from _common import write_report
+
+    write_report(args.out, report)
     _print(report)
     return 0
 
