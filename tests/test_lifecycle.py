@@ -414,3 +414,17 @@ async def test_shutdown_ends_what_is_in_flight_once(session, server, gate, expor
     assert span.attributes["error.type"] == "shutdown"
     resp.release()  # a late signal: no second end
     assert len(exporter.get_finished_spans()) == 1
+
+
+async def test_a_span_the_registry_cannot_hold_is_ended_not_lost(
+    session, server, exporter, registry, monkeypatch
+):
+    def refuse(key, entry):
+        raise RuntimeError("registry refused")
+
+    monkeypatch.setattr(registry, "register", refuse)
+    async with session.get(server.make_url("/json")) as resp:
+        assert await resp.json() == {"ok": True}  # the request itself is untouched
+    span = only_span(exporter)
+    assert span.end_time is not None and "llm_tracing.end_reason" not in span.attributes
+    assert registry.stats().internal_errors == 1 and len(registry) == 0

@@ -172,7 +172,11 @@ class Hooks:
                     call.started_ns = started
             entry = HttpSpan(span, request_id, self._registry, call, self._metrics, attributes)
             # Registered before anything else can fail, so every started span has an owner.
-            self._registry.register(request_id, entry)
+            try:
+                self._registry.register(request_id, entry)
+            except Exception:
+                span.end()  # no owner would ever end it: ended now, bare, and the error counted
+                raise
             ctx.entry = entry
             headers = params.headers
             if self._header is not None:

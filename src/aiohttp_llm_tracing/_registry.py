@@ -107,7 +107,12 @@ class _EndingTTLCache(TTLCache):
         link = TTLCache._Link(key)  # type: ignore[attr-defined]
         link.expires = now + self._ttl
         links[key] = link
-        link.insert(self._root)
+        # Last in the expiry ring, as TTLCache links a new key (written out: cachetools 5 has
+        # no _Link.insert()).
+        root = self._root
+        link.next = root
+        link.prev = prev = root.prev
+        prev.next = root.prev = link
 
     def pop_live(self, key: Any) -> Any:
         """``pop(key, None)``: the entry if present and not past its TTL, else ``None``.
