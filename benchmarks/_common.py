@@ -184,6 +184,13 @@ def content_floor_trace_config(provider):  # type: ignore[no-untyped-def]
     return config
 
 
+def pin_to_cpu(cpu: int) -> None:
+    """Run this process on ``cpu`` alone, where the OS allows it (Linux), so that what is
+    measured does not migrate between cores mid-run."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
 def write_report(out: str | Path, report: dict) -> None:  # type: ignore[type-arg]
     """Write a benchmark's report as indented JSON to ``out``, making its folder if needed."""
     path = Path(out)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -127,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4000, help="requests per block")
     parser.add_argument("--out", default=str(HERE / "results" / "callbacks.json"))
     args = parser.parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
+    from _common import pin_to_cpu
+
+    pin_to_cpu(0)
     modes = [_Mode(name) for name in MODES]
     for mode in modes:
         mode.block(max(200, args.requests // 4))

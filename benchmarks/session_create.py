@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=1000, help="sessions per burst")
     parser.add_argument("--out", default=str(HERE / "results" / "session_create.json"))
     args = parser.parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
+    from _common import pin_to_cpu
+
+    pin_to_cpu(0)
     runs = asyncio.run(_measure(list(VARIANTS), args.reps, args.rounds, args.sessions))
     report = _report(runs, args)
     from _common import write_report

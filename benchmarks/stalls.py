@@ -312,11 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         _serve(args.serve)
         return 0
 
-    from _common import script_server
+    from _common import pin_to_cpu, script_server
 
     with script_server(Path(__file__), cpu=1) as url:
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {0})
+        pin_to_cpu(0)
         result = asyncio.run(_client(url, args))
     cases, lag = result["cases"], result["lag"]
     report = {
