@@ -27,9 +27,17 @@ HERE = Path(__file__).resolve().parent
 @contextmanager
 def server_process(cpu: int | None = None) -> Iterator[str]:
     """Start ``_server.py`` in its own process; yield its base URL; stop it by PID."""
+    with _server(HERE / "_server.py", [], [], cpu) as url:
+        yield url
+
+
+@contextmanager
+def _server(script: Path, flags: list[str], args: list[str], cpu: int | None) -> Iterator[str]:
+    """Run ``script *flags PORT_FILE *args`` pinned to ``cpu``; yield its URL once the port is
+    written; stop it by PID."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        cmd = [sys.executable, str(HERE / "_server.py"), str(port_file)]
+        cmd = [sys.executable, str(script), *flags, str(port_file), *args]
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             cmd = ["taskset", "-c", str(cpu), *cmd]
         proc = subprocess.Popen(cmd)
@@ -37,7 +45,7 @@ def server_process(cpu: int | None = None) -> Iterator[str]:
             deadline = time.monotonic() + 30
             while not port_file.exists() or not port_file.read_text():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("benchmark server did not start")
+                    raise RuntimeError(f"{script.name} server did not start")
                 time.sleep(0.02)
             yield f"http://127.0.0.1:{port_file.read_text()}"
         finally:
@@ -215,25 +223,8 @@ def script_server(script: Path, *args: str, cpu: int | None = None) -> Iterator[
 
     The same as :func:`server_process` for a script that serves its own app (see :func:`serve`).
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        cmd = [sys.executable, str(script), "--serve", str(port_file), *args]
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        proc = subprocess.Popen(cmd)
-        try:
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{script.name} server did not start")
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port_file.read_text()}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with _server(script, ["--serve"], list(args), cpu) as url:
+        yield url
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,34 +1,59 @@
-"""BodyCapture's direct-append window (``room``) agrees with ``feed()`` byte for byte."""
+"""The stream proxy's per-line capture (appended in place within ``BodyCapture.room``) keeps the
+bytes ``feed()`` keeps, read through the real proxy over a real aiohttp ``StreamReader``."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.streams import StreamReader
 
 from aiohttp_llm_tracing._capture import BodyCapture
+from aiohttp_llm_tracing._stream import TracedStream
 
 
-def _fed(capture: BodyCapture, chunks: list[bytes], direct: bool) -> BodyCapture:
-    for chunk in chunks:
-        # What the stream proxy does per line: append directly while the window allows.
-        if direct and len(chunk) <= capture.room:
-            capture.room -= len(chunk)
-            capture.total += len(chunk)
-            capture.head += chunk
-        else:
-            capture.feed(chunk)
-    return capture
+class _Entry:
+    """What the proxy reports to: the capture, and the end signals, counted."""
+
+    def __init__(self, capture: BodyCapture) -> None:
+        self.capture = capture
+        self.completed = 0
+        self.errors: list[str] = []
+
+    def body_complete(self) -> None:
+        self.completed += 1
+
+    def internal_error(self, site: str, error: BaseException) -> None:
+        self.errors.append(site)
+
+
+def _reader(lines: list[bytes]) -> StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    for line in lines:
+        reader.feed_data(line)
+    reader.feed_eof()
+    return reader
 
 
 @pytest.mark.parametrize("timed", [True, False])
 @pytest.mark.parametrize("limit", [0, 5, 100, 10_000])
-def test_direct_appends_equal_feed(timed: bool, limit: int) -> None:
-    chunks = [b"data: %d\n" % i if i % 2 else b"\n" for i in range(120)]
-    a = _fed(BodyCapture(limit, tail_limit=16, timed=timed), chunks, direct=True)
-    b = _fed(BodyCapture(limit, tail_limit=16, timed=timed), chunks, direct=False)
+async def test_lines_read_through_the_proxy_are_captured_as_feed_captures_them(
+    timed: bool, limit: int
+) -> None:
+    lines = [b"data: %d\n" % i if i % 2 else b"\n" for i in range(120)]
+    entry = _Entry(BodyCapture(limit, tail_limit=16, timed=timed))
+    read = [line async for line in TracedStream(_reader(lines), entry)]  # type: ignore[arg-type]
+    assert read == lines  # the caller gets exactly what was sent
+    reference = BodyCapture(limit, tail_limit=16, timed=timed)
+    for line in lines:
+        reference.feed(line)
+    a, b = entry.capture, reference
     assert (a.head, a.tail, a.total, a.truncated) == (b.head, b.tail, b.total, b.truncated)
-    assert len(a.head) <= limit and a.total == sum(map(len, chunks))
     # The same reads are timed either way (the times themselves differ run to run).
     assert [offset for offset, _ in a.marks] == [offset for offset, _ in b.marks]
+    assert entry.completed == 1 and entry.errors == []
 
 
 def test_no_direct_appends_while_reads_are_timed_or_past_the_cap() -> None:

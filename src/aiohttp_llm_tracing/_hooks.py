@@ -245,8 +245,7 @@ class Hooks:
             response = params.response
             # Recorded at the end, with the other end attributes, in one call.
             entry.status_code = response.status
-            version = response.version
-            entry.protocol = (version and _PROTOCOLS.get(version)) or _protocol(version)
+            entry.protocol = _protocol(response.version)
             options = self._options
             if options.response_headers:
                 entry.extra = header_attributes(response.headers, options.response_headers)
