@@ -25,6 +25,8 @@ bench: install
 	$(BIN)/python benchmarks/session_create.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/llm_peers.py
+	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/instructions.py; \
+	else echo "benchmarks/instructions.py skipped: it needs valgrind"; fi
 
 leak: install
 	$(BIN)/python benchmarks/leak.py --requests 200000

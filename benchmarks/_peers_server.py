@@ -11,6 +11,7 @@ Binds 127.0.0.1 on a free port, writes the port to PORT_FILE and serves until ki
 * ``POST /api/public/otel/v1/traces`` stands in for Langfuse's OTLP/HTTP endpoint: it decodes the
   (optionally gzipped) protobuf, counts the spans and answers 200 with an empty
   ``application/x-protobuf`` body (an empty JSON body would make some exporters drop the batch).
+* ``GET /plain`` answers a 31-byte JSON body: the plain request of ``instructions.py``.
 * ``GET /_stub/stats`` returns ``{"spans", "exports", "other"}``; ``other`` lists any other path
   that was hit, so a peer calling home somewhere unexpected shows up.
 """
@@ -126,6 +127,7 @@ CHUNKS = [
 ]
 USAGE_CHUNK = _usage_chunk()
 DONE = b"data: [DONE]\n\n"
+PLAIN = b'{"status":"ok","items":[1,2,3]}'  # for the plain requests of instructions.py
 STATS = web.AppKey("peers_stub_stats", dict)
 
 
@@ -172,13 +174,22 @@ async def otel_traces(request: web.Request) -> web.Response:
     return web.Response(body=b"", content_type="application/x-protobuf")
 
 
+async def plain(request: web.Request) -> web.Response:
+    return web.Response(body=PLAIN, content_type="application/json")
+
+
 async def stub_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATS])
 
 
 @web.middleware
 async def record_other(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    if request.path not in ("/v1/chat/completions", "/api/public/otel/v1/traces", "/_stub/stats"):
+    if request.path not in (
+        "/v1/chat/completions",
+        "/api/public/otel/v1/traces",
+        "/_stub/stats",
+        "/plain",
+    ):
         other = request.app[STATS]["other"]
         if len(other) < 100:
             other.append(f"{request.method} {request.path}")
@@ -191,6 +202,7 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/api/public/otel/v1/traces", otel_traces)
     app.router.add_get("/_stub/stats", stub_stats)
+    app.router.add_get("/plain", plain)
     return app
 
 

@@ -15,6 +15,10 @@ failure; anything the libraries print goes to stderr):
   exported spans are not exactly one per call.
 * ``{"cmd": "quit"}``.
 
+``--calls KIND:N`` runs no protocol: set up and check as ``init`` does, 20 warm-up calls of
+``KIND``, then ``N`` more one after the other, a flush, and exit. ``instructions.py`` runs it
+under cachegrind.
+
 Every mode has a global TracerProvider with a BatchSpanProcessor into a counting no-op exporter.
 Every mode builds the SDK client the same way, ``DefaultAioHttpClient(transport=AiohttpTransport(
 client=lambda: aiohttp.ClientSession(trace_configs=...)))``, so the HTTP stack (connector, limits,
@@ -46,6 +50,11 @@ MODES = (
     "langfuse",
     "openai_v2_nocontent",
     "ours_http",
+    "empty",
+    "floor",
+    "floorm",
+    "floorc",
+    "instm",
 )
 DEFAULT_MODES = MODES[:6]
 LABELS = {
@@ -57,6 +66,11 @@ LABELS = {
     "langfuse": "langfuse.openai (+ OTLP export to stub)",
     "openai_v2_nocontent": "openai-v2, content off",
     "ours_http": "ours with llm=False (the HTTP span alone)",
+    "empty": "a TraceConfig with no callbacks (aiohttp's own cost of tracing)",
+    "floor": "the span floor: an SDK span per request, nothing else",
+    "floorm": "the span floor plus one SDK histogram record per request",
+    "floorc": "the span floor writing our HTTP span's attributes and headers, no lifecycle",
+    "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
 PROMPT = "What is the capital of France? Answer in one word."
@@ -101,7 +115,7 @@ class Worker:
     def __init__(self, mode: str, url: str) -> None:
         self.mode = mode
         self.url = url
-        self.expect_spans = mode != "bare"
+        self.expect_spans = mode not in ("bare", "empty")
         self.langfuse = None
         self.client = None
 
@@ -160,6 +174,27 @@ class Worker:
             # Langfuse adds its LangfuseSpanProcessor (OTLP/HTTP to the stub) to the global
             # provider set above.
             self.langfuse = get_client()
+        elif mode == "empty":
+            self.trace_configs = [aiohttp.TraceConfig()]
+        elif mode == "floor":
+            from _common import floor_trace_config
+
+            self.trace_configs = [floor_trace_config(tp)]
+        elif mode == "floorm":
+            from _common import floor_trace_config, null_meter_provider
+
+            self.trace_configs = [floor_trace_config(tp, null_meter_provider())]
+        elif mode == "floorc":
+            from _common import content_floor_trace_config
+
+            self.trace_configs = [content_floor_trace_config(tp)]
+        elif mode == "instm":
+            from _common import null_meter_provider
+            from aiohttp_llm_tracing import instrument
+
+            # On for the whole run, as a user runs it: the SDK's session picks it up.
+            instrumentor = instrument(tracer_provider=tp, meter_provider=null_meter_provider())
+            self.trace_configs = [instrumentor.trace_config]
         elif mode != "bare":
             raise ValueError(f"unknown mode {mode!r}")
         if mode == "langfuse":
@@ -173,7 +208,7 @@ class Worker:
         except ImportError:  # openai 1.x/2.x
             from httpx_aiohttp import AiohttpTransport
 
-        cfgs = self.trace_configs
+        cfgs = [] if mode == "instm" else self.trace_configs
         self.transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(trace_configs=cfgs))
         self.client = AsyncOpenAI(
             base_url=f"{self.url}/v1",
@@ -196,8 +231,16 @@ class Worker:
             n += 1
         return n
 
+    async def _plain(self) -> int:
+        """A plain GET through the SDK's own aiohttp session: no LLM API, no SDK code."""
+        async with self.transport.client.get(f"{self.url}/plain") as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET /plain answered {resp.status}")
+        return 1
+
     async def _run(self, kind: str, n: int, concurrency: int) -> int:
-        call = self._json if kind == "json" else self._stream
+        call = {"json": self._json, "stream": self._stream, "plain": self._plain}[kind]
         remaining = n
         got = 0
 
@@ -246,7 +289,7 @@ class Worker:
         if len(spans) != want:
             problems.append(f"{len(spans)} spans for 2 calls, expected {want}")
         content = [any(PROMPT in str(v) for v in (s.attributes or {}).values()) for s in spans]
-        if self.mode in ("openai_v2_nocontent", "ours_http"):
+        if self.mode in ("openai_v2_nocontent", "ours_http", "floor", "floorm", "floorc"):
             if any(content):
                 problems.append("content recorded although capture is off")
         elif self.expect_spans and not all(content):
@@ -324,6 +367,20 @@ class Worker:
                 raise RuntimeError(f"langfuse: stub got {out['stub_spans']} spans, expected {n}")
         return out
 
+    async def count(self, kind: str, n: int) -> None:
+        """The ``--calls`` run: set up, warm up, then ``n`` calls of ``kind`` in sequence."""
+        self._instrument()
+        await self._check()
+        await self._run(kind, 20, 1)  # warm-up: the kind that is counted, nothing else
+        # Everything alive so far is left out of later collections: a full collection then
+        # walks only what the counted calls left behind, so its cost grows with the calls
+        # instead of landing, whole, in one run of N and not in the other.
+        gc.collect()
+        gc.freeze()
+        await self._run(kind, n, 1)
+        self._flush()
+        await self.close()
+
     async def close(self) -> dict:
         if self.client is not None:
             await self.client.close()
@@ -350,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", required=True, choices=MODES)
     parser.add_argument("--url", required=True)
+    parser.add_argument("--calls", help="KIND:N - run N calls of KIND (json|stream|plain) and exit")
     args = parser.parse_args(argv)
+    if args.calls:
+        kind, _, n = args.calls.partition(":")
+        asyncio.run(Worker(args.mode, args.url).count(kind, int(n)))
+        return 0
     # The protocol owns the real stdout; anything a library prints goes to stderr instead.
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

@@ -145,3 +145,47 @@ def test_callbacks_benchmark_reports_every_difference(tmp_path: Path) -> None:
     assert all(v > 0 for v in report["min_us"].values())
     for key in ("floorc_minus_floor_us", "ours_minus_floorc_us", "oursm_minus_floorm_us"):
         assert key in report["summary"]
+
+
+def test_instructions_summary_splits_our_cost_and_checks_the_targets() -> None:
+    # The valgrind runs themselves take minutes; the arithmetic on their counts is checked here.
+    sys.path.insert(0, str(BENCH))
+    try:
+        import instructions
+    finally:
+        sys.path.remove(str(BENCH))
+    per = {
+        "bare": {"json": 100.0, "stream": 1000.0, "plain": 10.0},
+        "empty": {"json": 110.0, "stream": 1010.0, "plain": 20.0},
+        "floor": {"json": 130.0, "stream": 1030.0, "plain": 40.0},
+        "floorm": {"plain": 50.0},
+        "floorc": {"plain": 45.0},
+        "ours_http": {"json": 150.0, "stream": 1060.0},
+        "ours": {"json": 190.0, "stream": 1100.0, "plain": 60.0},
+        "openai_v2": {"json": 150.0, "stream": 1200.0},
+        "langfuse": {"json": 170.0, "stream": 1150.0},
+    }
+    report = instructions.summarise(per, ("json", "stream", "plain"))
+    assert report["rows"]["ours"]["json"] == {"per_call": 190, "overhead": 90}
+    assert report["rows"]["ours"]["per_chunk"] == round(10 / 51)
+    assert "per_chunk" not in report["rows"]["floorm"]
+    assert "plain" not in report["rows"]["openai_v2"]
+    json_target = report["targets"]["json"]
+    assert json_target["ratio_to_openai_v2"] == 1.8 and not json_target["pass"]
+    assert json_target["budget_above_floor"] == round(0.85 * 50 - 30)
+    assert json_target["ours_above_floor"] == 60
+    stream_target = report["targets"]["stream"]
+    assert stream_target["pass"] and stream_target["best_peer"] == "langfuse"
+    assert "plain" not in report["targets"]
+    assert report["split_of_ours"]["json"] == {
+        "aiohttp_trace_machinery": 10,
+        "sdk_span": 20,
+        "ours_http_above_floor": 20,
+        "ours_llm_layer": 40,
+        "ours_above_floor": 60,
+    }
+    assert report["split_of_ours"]["plain"]["content_in_sdk"] == 5
+    assert report["split_of_ours"]["plain"]["one_histogram_record"] == 10
+    assert report["split_of_ours"]["plain"]["ours_above_content_floor"] == 15
+    text = instructions._table(report | {"kinds": ["json", "stream", "plain"]})
+    assert "NOT met" in text and "leaves" in text

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from aiohttp.base_protocol import BaseProtocol
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EmptyStreamReader, StreamReader
 
 from aiohttp_llm_tracing._capture import BodyCapture
 from aiohttp_llm_tracing._stream import TracedStream
@@ -65,3 +65,21 @@ def test_no_direct_appends_while_reads_are_timed_or_past_the_cap() -> None:
     fresh = BodyCapture(10)
     fresh.feed(b"abcd")
     assert fresh.room == 6
+
+
+async def test_the_end_of_a_reader_that_is_not_aiohttps_own_is_asked_through_at_eof() -> None:
+    # aiohttp's StreamReader has its end read off its fields; a subclass, or the
+    # EmptyStreamReader of a body-less response (whose fields are never set), goes through
+    # at_eof() and still ends exactly once.
+    class Subclass(StreamReader):
+        pass
+
+    loop = asyncio.get_running_loop()
+    sub = Subclass(BaseProtocol(loop), 2**16, loop=loop)
+    sub.feed_data(b"data: 1\n\n")
+    sub.feed_eof()
+    for reader, expected in ((sub, [b"data: 1\n", b"\n"]), (EmptyStreamReader(), [])):
+        entry = _Entry(BodyCapture(100))
+        read = [line async for line in TracedStream(reader, entry)]  # type: ignore[arg-type]
+        assert read == expected
+        assert entry.completed == 1 and entry.errors == []

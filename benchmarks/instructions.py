@@ -1,0 +1,262 @@
+"""Instructions per LLM call under cachegrind: the tracers' costs without this machine's noise.
+
+    python benchmarks/instructions.py [--modes bare,ours,...] [--kinds json,stream] [--quick]
+
+Wall and CPU time on this VM drift by up to 4x within minutes, so the per-rep ratios of
+``llm_peers.py`` spread wider than the gaps between the tracers (0.31 to 1.71 in one run). The
+instructions a process executes do not drift: the same run twice differs by well under 1 %. This
+counts them with valgrind's cachegrind (``--cache-sim=no``; every thread, user space only), the
+method CodSpeed and CPython's own performance work use where timings are noisy.
+
+Each mode and kind runs ``_peers_worker.py --calls KIND:N`` twice, with N small and large, in the
+peers venv of ``llm_peers.py`` (same client, same server, same checks that the mode traces). Both
+runs share start-up, imports, instrumentation and warm-up, so their difference divided by the
+difference in N is what one more call costs; a mode's overhead is that minus bare's. Calls are
+sequential against the server of ``llm_peers.py`` (its own process on CPU 1), with
+``PYTHONHASHSEED=0``, the span processors' timers out of the way (spans leave at the final
+flush) and, after the warm-up, ``gc.collect()`` and ``gc.freeze()``: otherwise a full collection
+of the warm heap (about a million instructions per call when spread over 40 calls) lands whole
+in one of the two runs or in neither, and decides the figure. What the counted calls leave alive
+is still collected, so garbage a tracer makes is still its cost.
+
+Instructions are not time (cache misses, system calls and thread hand-offs are not in them), so
+this is the deterministic cross-check of the timed benchmarks, not a replacement. The modes
+``empty`` (a TraceConfig with no callbacks: what aiohttp itself spends on tracing) and ``floor``
+(an SDK span per request and nothing else) split what any TraceConfig-based tracer pays before
+its own work. Results go to benchmarks/results/instructions.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import _server, write_report  # noqa: E402
+from _peers_worker import LABELS, MODES, STREAM_CHUNKS, mode_env  # noqa: E402
+from llm_peers import TARGETS, VENV, ensure_venv  # noqa: E402
+
+RESULTS = HERE / "results" / "instructions.json"
+PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse")
+# Which modes each kind of call is counted for: the peers trace the SDK, not plain requests,
+# and the floors with content or metrics only matter for the plain-request target.
+MODES_FOR = {
+    "json": ("bare", "empty", "floor", "ours_http", "ours", "instm", *PEERS),
+    "stream": ("bare", "empty", "floor", "ours_http", "ours", "instm", *PEERS),
+    "plain": ("bare", "empty", "floor", "floorm", "floorc", "ours", "instm"),
+}
+DEFAULT_MODES = tuple(dict.fromkeys(m for modes in MODES_FOR.values() for m in modes))
+KINDS = ("json", "stream", "plain")
+_IREFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
+
+
+def instructions(python: Path, url: str, mode: str, kind: str, n: int, pin: bool) -> int:
+    """Instructions executed by one worker run of ``n`` calls (start-up included)."""
+    cmd = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        str(python),
+        str(HERE / "_peers_worker.py"),
+        "--mode",
+        mode,
+        "--url",
+        url,
+        "--calls",
+        f"{kind}:{n}",
+    ]
+    if pin and hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    # Spans are exported by the flush at the end, not by the processors' timers: a timer that
+    # fires more often under valgrind's slowdown would count as work the calls did.
+    env = mode_env(mode, url) | {
+        "PYTHONHASHSEED": "0",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        "LANGFUSE_FLUSH_INTERVAL": "600",
+    }
+    proc = subprocess.run(cmd, env=env, capture_output=True, timeout=1800, check=False)
+    found = _IREFS.search(proc.stderr)
+    if proc.returncode != 0 or found is None:
+        tail = proc.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{mode} {kind}:{n} failed (exit {proc.returncode}):\n{tail}")
+    return int(found.group(1).replace(b",", b""))
+
+
+def summarise(per: dict[str, dict[str, float]], kinds: tuple[str, ...]) -> dict:  # type: ignore[type-arg]
+    """Overheads over bare, the ratios the targets name, and the split of ours."""
+    rows: dict[str, dict] = {}  # type: ignore[type-arg]
+    for mode, by_kind in per.items():
+        rows[mode] = {}
+        for kind in kinds:
+            if kind not in by_kind or kind not in per["bare"]:
+                continue
+            over = by_kind[kind] - per["bare"][kind]
+            rows[mode][kind] = {"per_call": round(by_kind[kind]), "overhead": round(over)}
+        if "json" in rows[mode] and "stream" in rows[mode]:
+            # What a stream costs beyond a JSON call, per chunk.
+            extra = rows[mode]["stream"]["overhead"] - rows[mode]["json"]["overhead"]
+            rows[mode]["per_chunk"] = round(extra / STREAM_CHUNKS)
+    targets = {}
+    for kind in (k for k in kinds if k in TARGETS):
+        ours = rows.get("ours", {}).get(kind)
+        ref = rows.get("openai_v2", {}).get(kind)
+        if ours and ref and ref["overhead"] > 0:
+            ratio = ours["overhead"] / ref["overhead"]
+            peers = {m: r[kind]["overhead"] for m, r in rows.items() if m in PEERS and kind in r}
+            best = min(peers, key=peers.__getitem__)
+            targets[kind] = {
+                "ratio_to_openai_v2": round(ratio, 3),
+                "limit": TARGETS[kind],
+                "pass": ratio <= TARGETS[kind],
+                "best_peer": best,
+                "ratio_to_best_peer": round(ours["overhead"] / peers[best], 3),
+            }
+            floor = rows.get("floor", {}).get(kind)
+            if floor:
+                # What the target leaves for our own work once any TraceConfig's span is paid.
+                targets[kind]["budget_above_floor"] = round(
+                    TARGETS[kind] * ref["overhead"] - floor["overhead"]
+                )
+                targets[kind]["ours_above_floor"] = ours["overhead"] - floor["overhead"]
+    split = {}
+    for kind in kinds:
+
+        def over(mode: str, k: str = kind) -> int | None:
+            return rows.get(mode, {}).get(k, {}).get("overhead")
+
+        parts = {
+            "aiohttp_trace_machinery": over("empty"),
+            "sdk_span": _minus(over("floor"), over("empty")),
+            "ours_http_above_floor": _minus(over("ours_http"), over("floor")),
+            "ours_llm_layer": _minus(over("ours"), over("ours_http")),
+            "ours_above_floor": _minus(over("ours"), over("floor")),
+            "instm_above_floor": _minus(over("instm"), over("floor")),
+            "content_in_sdk": _minus(over("floorc"), over("floor")),
+            "one_histogram_record": _minus(over("floorm"), over("floor")),
+            "ours_above_content_floor": _minus(over("ours"), over("floorc")),
+        }
+        split[kind] = {k: v for k, v in parts.items() if v is not None}
+    return {"rows": rows, "targets": targets, "split_of_ours": split}
+
+
+def _minus(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b
+
+
+def _table(report: dict) -> str:  # type: ignore[type-arg]
+    lines = [
+        f"{'mode':<14}"
+        + "".join(f"{k + ' overhead':>20}" for k in report["kinds"])
+        + f"{'per chunk':>12}"
+    ]
+    for mode, row in report["rows"].items():
+        cells = "".join(
+            f"{row[k]['overhead']:>20,}" if k in row else f"{'-':>20}" for k in report["kinds"]
+        )
+        chunk = row.get("per_chunk")
+        lines.append(f"{mode:<14}{cells}{'-' if chunk is None else f'{chunk:,}':>12}")
+    for kind, t in report["targets"].items():
+        lines.append(
+            f"{kind}: ours / openai-v2 = {t['ratio_to_openai_v2']:.2f} (target <= {t['limit']}, "
+            f"{'met' if t['pass'] else 'NOT met'}); best peer {t['best_peer']}: "
+            f"{t['ratio_to_best_peer']:.2f} x"
+        )
+        if "budget_above_floor" in t:
+            lines.append(
+                f"  {kind}: the target leaves {t['budget_above_floor']:,} above the span floor; "
+                f"ours spends {t['ours_above_floor']:,} there"
+            )
+    for kind, parts in report["split_of_ours"].items():
+        lines.append(f"{kind} split: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"from {','.join(MODES)}")
+    p.add_argument("--kinds", default=",".join(KINDS))
+    p.add_argument("--small", type=int, default=10, help="calls in the short run")
+    p.add_argument("--large", type=int, default=90, help="calls in the long run")
+    p.add_argument("--quick", action="store_true", help="bare and ours, 5 and 15 calls")
+    p.add_argument("--jobs", type=int, default=2, help="valgrind runs side by side")
+    p.add_argument("--venv", type=Path, default=VENV, help="peers venv (default: .venv-peers)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("instructions.py needs valgrind (apt install valgrind)", file=sys.stderr)
+        return 2
+    modes = ["bare", "ours"] if args.quick else args.modes.split(",")
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        p.error(f"unknown modes {sorted(unknown)}")
+    if "bare" not in modes:
+        modes.insert(0, "bare")
+    kinds = tuple(args.kinds.split(","))
+    small, large = (5, 15) if args.quick else (args.small, args.large)
+    python = ensure_venv(args.venv)
+    t0 = time.monotonic()
+    per: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+    jobs = [(mode, kind) for mode in modes for kind in kinds if mode in MODES_FOR[kind]]
+    # Bare's first kind once more at the end: how far two runs of identical work differ.
+    jobs.append(("bare", kinds[0]))
+    with (
+        _server(HERE / "_peers_server.py", [], [], 1) as url,
+        concurrent.futures.ThreadPoolExecutor(args.jobs) as pool,
+    ):
+        # Instruction counts do not depend on what else the machine runs: runs go side by side.
+        runs = {
+            (i, n): pool.submit(instructions, python, url, mode, kind, n, args.jobs == 1)
+            for i, (mode, kind) in enumerate(jobs)
+            for n in (small, large)
+        }
+        counts = [
+            (runs[i, large].result() - runs[i, small].result()) / (large - small)
+            for i in range(len(jobs))
+        ]
+    for (mode, kind), count in zip(jobs[:-1], counts[:-1]):
+        per[mode][kind] = count
+        print(f"{mode:<14} {kind:<6} {count:>14,.0f} instructions/call")
+    repeat = counts[-1]
+    report = {
+        "benchmark": "instructions",
+        "method": (
+            "valgrind cachegrind --cache-sim=no, whole process, PYTHONHASHSEED=0; "
+            f"per call = (I refs of {large} calls - I refs of {small}) / {large - small}, "
+            "sequential calls through the openai SDK (plain: a GET on the SDK's own session); "
+            "overhead = mode - bare"
+        ),
+        "python": sys.version.split()[0],
+        "kinds": list(kinds),
+        "labels": {m: LABELS[m] for m in modes},
+        "repeat_check": {
+            "kind": kinds[0],
+            "first": round(per["bare"][kinds[0]]),
+            "again": round(repeat),
+            "difference": round(abs(repeat - per["bare"][kinds[0]])),
+            "relative_difference": round(abs(repeat / per["bare"][kinds[0]] - 1), 5),
+        },
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        **summarise(per, kinds),
+    }
+    print(_table(report))
+    rc = report["repeat_check"]
+    print(
+        f"repeat check ({rc['kind']}, bare): {rc['difference']:,} instructions, "
+        f"{rc['relative_difference']:.3%} apart"
+    )
+    write_report(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
