@@ -51,14 +51,20 @@ def _value(value: Any) -> Any:
 def exportable_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """``attributes`` with every key and value one the OTLP exporter encodes."""
     out: dict[str, Any] = {}
+    low, high = _INT64
     for key, value in attributes.items():
-        if value is None:
-            continue
-        # Plain ASCII strings and int64 integers, nearly every value, cost one check each.
-        if isinstance(value, str):
+        # Plain ASCII strings and int64 integers, nearly every value, cost one check each
+        # (exact types: a subclass, or a bool, takes the general path, to the same result).
+        kind = type(value)
+        if kind is str:
             if not value.isascii():
                 value = exportable_str(value)
-        elif not (isinstance(value, int) and _INT64[0] <= value <= _INT64[1]):
+        elif kind is int:
+            if not low <= value <= high:
+                value = str(value)
+        elif value is None:
+            continue
+        else:
             value = _value(value)
         out[key if key.isascii() else exportable_str(key)] = value
     return out

@@ -39,7 +39,8 @@ from ._llm_attributes import cut, mark, request_attributes, response_attributes
 from ._llm_bodies import error_snippet, read_request, read_response
 from ._media import elide_media
 from ._redact import _SENSITIVE_QUERY, redact_secrets
-from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest
+from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest, ParsedResponse
+from .adapters._common import MESSAGES_WANTED
 
 if TYPE_CHECKING:
     from aiohttp import ClientResponse
@@ -259,19 +260,12 @@ class LLMCall:
 
         Returns the API's error message when the body reported one, for the span's status.
         """
-        # Adapters read arbitrary JSON; one that trips over it costs its half, not the span.
+        # The GenAI message schema is built only when it is exported.
+        token = MESSAGES_WANTED.set(self.options.gen_ai_content)
         try:
-            request = read_request(self, attributes)
-        except Exception as exc:
-            self.failures.append(("llm.parse_request", exc))
-            mark(attributes, A.PARSE_ERROR, f"request: {type(exc).__name__} in the adapter")
-            request = ParsedRequest()
-        try:
-            response = read_response(self, attributes, reason, request.stream)
-        except Exception as exc:
-            self.failures.append(("llm.parse_response", exc))
-            mark(attributes, A.PARSE_ERROR, f"response: {type(exc).__name__} in the adapter")
-            response = None
+            request, response = self._parse(attributes, reason)
+        finally:
+            MESSAGES_WANTED.reset(token)
         if response is not None and response.wrong_types:
             fields = ", ".join(response.wrong_types)
             mark(attributes, A.PARSE_ERROR, f"response: wrong JSON types in {fields}")
@@ -305,6 +299,24 @@ class LLMCall:
             for site, failure in dict(reversed(self.failures)).items():  # once per site, the first
                 entry.internal_error(site, failure)
         return message
+
+    def _parse(
+        self, attributes: dict[str, Any], reason: str
+    ) -> tuple[ParsedRequest, ParsedResponse | None]:
+        # Adapters read arbitrary JSON; one that trips over it costs its half, not the span.
+        try:
+            request = read_request(self, attributes)
+        except Exception as exc:
+            self.failures.append(("llm.parse_request", exc))
+            mark(attributes, A.PARSE_ERROR, f"request: {type(exc).__name__} in the adapter")
+            request = ParsedRequest()
+        try:
+            response = read_response(self, attributes, reason, request.stream)
+        except Exception as exc:
+            self.failures.append(("llm.parse_response", exc))
+            mark(attributes, A.PARSE_ERROR, f"response: {type(exc).__name__} in the adapter")
+            response = None
+        return request, response
 
     def _redact(self, text: str) -> str:
         """``text`` from the server, with URLs, tokens and this request's credentials redacted."""

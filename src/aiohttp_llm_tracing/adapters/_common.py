@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from .._json import INVALID, dumps, loads
 from .base import ParsedResponse, Usage
+
+MESSAGES_WANTED: ContextVar[bool] = ContextVar("aiohttp_llm_tracing_messages", default=True)
+"""Whether the GenAI message schema (``ParsedRequest/ParsedResponse.messages``) will be read.
+
+The LLM layer sets it for the length of one call's parse: with the default
+``content_format="langfuse"`` nothing exports those messages, and building them is about a
+tenth of a JSON chat call's parse. An adapter may then leave ``messages`` as ``None``; called
+outside a trace (tests, tools), adapters build everything."""
+
+
+def messages_wanted() -> bool:
+    """See :data:`MESSAGES_WANTED`."""
+    return MESSAGES_WANTED.get()
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class OpenAIChat:
             model=c.opt_str(body.get("model")) or c.azure_deployment(path),
             parameters=parameters,
             input=langfuse_input,
-            messages=c.chat_messages(messages),
+            messages=c.chat_messages(messages) if c.messages_wanted() else None,
             tools=tools,
             stream=body.get("stream") is True,
         )
@@ -74,7 +74,9 @@ class OpenAIChat:
             messages=[
                 {"role": "assistant", "parts": c.chat_message_parts(m), "finish_reason": r}
                 for m, r in zip(outputs, reasons)
-            ],
+            ]
+            if c.messages_wanted()
+            else None,
             usage=c.openai_usage(body.get("usage")),
         )
 
@@ -167,17 +169,18 @@ class StreamAccumulator:
             return self.error
         result = self.result_
         outputs = []
-        messages = []
+        messages: list[dict[str, Any]] | None = [] if c.messages_wanted() else None
         for _, acc in sorted(self.choices.items()):
             message = _accumulated_message(acc)
             outputs.append(message)
-            messages.append(
-                {
-                    "role": "assistant",
-                    "parts": c.chat_message_parts(message),
-                    "finish_reason": acc.get("finish_reason"),
-                }
-            )
+            if messages is not None:
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "parts": c.chat_message_parts(message),
+                        "finish_reason": acc.get("finish_reason"),
+                    }
+                )
             if acc.get("finish_reason"):
                 result.finish_reasons.append(str(acc["finish_reason"]))
         result.output = c.single_or_list(outputs)

@@ -48,7 +48,7 @@ class OpenAIResponses:
         items = (
             [{"role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input
         )
-        messages = c.chat_messages(items)
+        messages = c.chat_messages(items) if c.messages_wanted() else None
         system = None
         if isinstance(body.get("instructions"), str):
             system = [{"type": "text", "content": body["instructions"]}]
@@ -110,7 +110,9 @@ class OpenAIResponses:
             model=c.opt_str(body.get("model")),
             finish_reasons=[status] if status else [],
             output=c.single_or_list(outputs),
-            messages=[{"role": o["role"], "parts": c.chat_message_parts(o)} for o in outputs],
+            messages=[{"role": o["role"], "parts": c.chat_message_parts(o)} for o in outputs]
+            if c.messages_wanted()
+            else None,
             usage=c.openai_usage(body.get("usage")),
         )
 
