@@ -187,5 +187,11 @@ def test_instructions_summary_splits_our_cost_and_checks_the_targets() -> None:
     assert report["split_of_ours"]["plain"]["content_in_sdk"] == 5
     assert report["split_of_ours"]["plain"]["one_histogram_record"] == 10
     assert report["split_of_ours"]["plain"]["ours_above_content_floor"] == 15
+    # A stream's extra cost over a JSON call, per chunk: (600 - 90) / 51.
+    chunked = instructions.summarise(
+        {"bare": {"json": 100.0, "stream": 1000.0}, "ours": {"json": 190.0, "stream": 1600.0}},
+        ("json", "stream"),
+    )
+    assert chunked["rows"]["ours"]["per_chunk"] == 10
     text = instructions._table(report | {"kinds": ["json", "stream", "plain"]})
     assert "NOT met" in text and "leaves" in text

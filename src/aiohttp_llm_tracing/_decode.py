@@ -55,7 +55,7 @@ def decode(
     deflate: decoding goes on into a rolling window, up to ``_TAIL_BUDGET`` times the limit, so
     a bomb still costs a bounded amount), where usage and finish reasons are.
     """
-    plain = Decoded(data, False, [min(cut, len(data)) for cut in cuts] if cuts else [])
+    plain = Decoded(data, False, [min(cut, len(data)) for cut in cuts])
     if not content_encoding or not data:
         return plain  # nearly every body: nothing to decode
     encoding = content_encoding.strip().lower()
