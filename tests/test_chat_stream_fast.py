@@ -176,3 +176,27 @@ def test_first_text_chunk_empty_keeps_first_chunk_offset():
     _same(fast, _general(body))
     # The event of the first text that is not empty.
     assert fast.first_chunk_offset == body.rfind(b"\n\n", 0, body.index(b'"content":"a"')) + 2
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(
+    "between", [b": keep-alive\n\n", b"event: delta\n", b"id: 7\n", b"\n", b"retry: 10\n"]
+)
+def test_other_lines_among_text_chunks_read_as_the_general_path_does(between, compact):
+    # Comments, event names, ids and extra blank lines among the text chunks: whichever path
+    # reads the body, the result is the general path's.
+    body = _body(SHAPES["plain"], compact=compact)
+    second = body.index(b"data: ", body.index(b"Hello"))
+    body = body[:second] + between + body[second:]
+    general = _general(body)
+    assert general.output["content"] == "Hello world"
+    fast = ADAPTER.parse_stream_body(body)
+    if fast is not None:
+        _same(fast, general)
+
+
+def test_stream_cut_inside_its_last_text_chunk_goes_the_general_way():
+    body = _body(HEAD + _texts(["a", "b", "c"]))
+    cut = body[: body.index(b'"c"') + 3]
+    fast = ADAPTER.parse_stream_body(cut)
+    assert fast is None or fast.output == _general(cut).output
