@@ -200,3 +200,16 @@ def test_stream_cut_inside_its_last_text_chunk_goes_the_general_way():
     cut = body[: body.index(b'"c"') + 3]
     fast = ADAPTER.parse_stream_body(cut)
     assert fast is None or fast.output == _general(cut).output
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_choice_shaped_array_under_another_key_is_not_a_choice(compact):
+    # The exact patterns start at the array and check the key behind it.
+    impostor = {**_chunk(None, choices=False), "echo": [{"index": 0, "delta": {"content": "x"}}]}
+    impostor["echo"][0]["finish_reason"] = None
+    body = _body(HEAD + _texts(["a"]) + [impostor] + _texts(["b"]) + TAIL, compact=compact)
+    general = _general(body)
+    assert general.output["content"] == "ab"
+    fast = ADAPTER.parse_stream_body(body)
+    if fast is not None:
+        _same(fast, general)

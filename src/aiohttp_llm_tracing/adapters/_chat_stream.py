@@ -35,17 +35,20 @@ _PLAIN_CHUNK = re.compile(
     rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}\]'
 )
 # The same with one fixed spacing: none (as OpenAI writes it) or Python's json.dumps default.
-# A pattern without optional parts is matched about a third faster; the one to try is read off
-# the first chunk. Whatever they match the pattern above matches too, so when their matches pass
-# the checks below the result is the one the general path gives.
+# Each starts at the choices' "[" and checks the key behind it, so the regex engine looks for a
+# byte that occurs once per chunk rather than stopping at every quote of the fields before it.
+# Whatever they match the pattern above matches too, so when their matches pass the checks
+# below the result is the one the general path gives.
 _COMPACT_CHUNK = re.compile(
-    rb'"choices":\[\{"index":0,"delta":\{"content":' + _TEXT + rb"\}"
+    rb'\[(?<="choices":\[)\{"index":0,"delta":\{"content":' + _TEXT + rb"\}"
     rb'(?:,"logprobs":null)?,"finish_reason":null\}\]'
 )
 _SPACED_CHUNK = re.compile(
-    rb'"choices": \[\{"index": 0, "delta": \{"content": ' + _TEXT + rb"\}"
+    rb'\[(?<="choices": \[)\{"index": 0, "delta": \{"content": ' + _TEXT + rb"\}"
     rb'(?:, "logprobs": null)?, "finish_reason": null\}\]'
 )
+# Where each pattern starts, counted from its chunk's '"choices":'.
+_START = {_PLAIN_CHUNK: 0, _COMPACT_CHUNK: len(b'"choices":'), _SPACED_CHUNK: len(b'"choices": ')}
 
 
 def parse_chat_stream_fast(
@@ -111,9 +114,10 @@ def _plain_run(
     # position where the pattern matches and the last one is found from the end.
     texts = pattern.findall(body, first_match.start())
     pos = len(body)
+    start = _START[pattern]
     while True:  # ends at the first match at the latest
         pos = body.rfind(b'"choices":', 0, pos)
-        last_match = pattern.match(body, pos)
+        last_match = pattern.match(body, pos + start)
         if last_match is not None:
             break
     first = _event_start(body, first_match.start())
