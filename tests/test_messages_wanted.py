@@ -1,5 +1,5 @@
 """The GenAI message schema is built only when it is exported (``content_format`` "gen_ai" or
-"both"); with the default "langfuse" the OpenAI adapters skip it, and nothing else changes."""
+"both"); with the default "langfuse" every adapter skips it, and nothing else changes."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from yarl import URL
 from aiohttp_llm_tracing._context import TraceAttributes
 from aiohttp_llm_tracing._inflight import HttpSpan
 from aiohttp_llm_tracing._llm import LLMOptions, match_llm_call
+from aiohttp_llm_tracing._llm_bodies import read_request, read_response
 from aiohttp_llm_tracing._sse import parse_sse
 from aiohttp_llm_tracing.adapters import OpenAIChat, OpenAIResponses
 from aiohttp_llm_tracing.adapters._common import MESSAGES_WANTED, messages_wanted
+from fuzz_shapes import SHAPES, Shape
+from fuzz_strategies import CONTENT_TYPES, frame
+from fuzz_strategies import dumps as fuzz_dumps
 
 CHAT_REQUEST = {
     "model": "gpt-4o-mini",
@@ -135,3 +139,44 @@ def test_the_call_sets_it_from_the_content_format_for_its_parse_only(
     assert ("gen_ai.input.messages" in attributes) is wanted
     assert ("gen_ai.output.messages" in attributes) is wanted
     assert ("langfuse.observation.output" in attributes) is (content_format != "gen_ai")
+
+
+def _parse_shape(shape: Shape, wanted: bool) -> tuple[Any, Any]:
+    """The shape's request and response, read the way a traced call reads them."""
+    value = shape.build(["Par", "is."], 7)
+    if shape.framing == "json":
+        wire = fuzz_dumps(value)
+    else:
+        wire = frame(shape.framing, [(name, fuzz_dumps(obj)) for name, obj in value])
+    url = URL("http://127.0.0.1:8000" + shape.path)
+    call = match_llm_call(LLMOptions(), "POST", url, TraceAttributes())
+    assert call is not None, shape.name
+    call.feed_request(json.dumps(shape.request).encode())
+
+    class Response:
+        headers = CIMultiDict({"Content-Type": CONTENT_TYPES[shape.framing]})
+
+    call.on_response(Response)  # type: ignore[arg-type]
+    assert call.response_body is not None
+    call.response_body.feed(wire)
+    token = MESSAGES_WANTED.set(wanted)
+    try:
+        request = read_request(call, {})
+        response = read_response(call, {}, "body_complete", request.stream)
+    finally:
+        MESSAGES_WANTED.reset(token)
+    return request, response
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
+def test_every_adapter_leaves_out_the_messages_alone(shape: Shape) -> None:
+    # Every API shape the adapters read: without the flag, `messages` is None and every other
+    # field (what the default Langfuse format exports) is what it was.
+    full = _parse_shape(shape, wanted=True)
+    lean = _parse_shape(shape, wanted=False)
+    if "embed" not in shape.name:  # embeddings have no messages either way
+        assert full[0].messages and full[1].messages
+    for a, b in zip(full, lean):
+        assert b is not None and a is not None
+        assert b.messages is None
+        assert dataclasses.replace(a, messages=None) == b

@@ -183,11 +183,12 @@ def azure_deployment(path: str) -> str | None:
 def split_system(
     messages: list[Any],
     system_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
-    message_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    message_parts: Callable[[dict[str, Any]], list[dict[str, Any]]] | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(system instruction parts, other messages in the parts schema)``: APIs that take
     instructions as ``system`` messages (Cohere, Ollama) next to the conventions, which keep
-    them apart."""
+    them apart. With no ``message_parts`` the other messages are not converted (none is
+    returned): see :data:`MESSAGES_WANTED`."""
     system: list[dict[str, Any]] = []
     converted: list[dict[str, Any]] = []
     for message in messages:
@@ -195,6 +196,6 @@ def split_system(
             continue
         if message.get("role") == "system":
             system += system_parts(message)
-        else:
+        elif message_parts is not None:
             converted.append({"role": message.get("role"), "parts": message_parts(message)})
     return system, converted

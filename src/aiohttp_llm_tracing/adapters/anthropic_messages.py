@@ -40,7 +40,9 @@ class AnthropicMessages:
                 {"role": m.get("role"), "parts": _parts(m.get("content"))}
                 for m in messages
                 if isinstance(m, dict)
-            ],
+            ]
+            if c.messages_wanted()
+            else None,
             system_instructions=system_parts,
             tools=c.as_list(body.get("tools")) or None,
             stream=body.get("stream") is True,
@@ -61,7 +63,7 @@ class AnthropicMessages:
             finish_reasons=[stop] if stop else [],
             output={"role": "assistant", "content": blocks} if answered else None,
             messages=[{"role": "assistant", "parts": _parts(blocks), "finish_reason": stop}]
-            if answered
+            if answered and c.messages_wanted()
             else None,
             usage=_usage(c.as_dict(body.get("usage"))),
         )

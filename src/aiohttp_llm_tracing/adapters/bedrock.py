@@ -102,7 +102,9 @@ def _converse_request(body: dict[str, Any]) -> ParsedRequest:
             {"role": m.get("role"), "parts": _converse_parts(m.get("content"))}
             for m in messages
             if isinstance(m, dict)
-        ],
+        ]
+        if c.messages_wanted()
+        else None,
         system_instructions=[{"type": "text", "content": t} for t in texts if isinstance(t, str)]
         or None,
         tools=tools or None,
@@ -157,7 +159,7 @@ def _converse_result(role: Any, content: Any, stop: Any, usage: Any) -> ParsedRe
         finish_reasons=[stop] if stop else [],
         output={"role": role, "content": content} if answered else None,
         messages=[{"role": role, "parts": _converse_parts(content), "finish_reason": stop}]
-        if answered
+        if answered and c.messages_wanted()
         else None,
         usage=_converse_usage(usage),
     )
@@ -363,7 +365,9 @@ def _other_family(bodies: list[Any], events: Sequence[SSEEvent] = ()) -> ParsedR
     return ParsedResponse(
         finish_reasons=[stop] if stop else [],
         output={"role": "assistant", "content": parts[0]["content"]},
-        messages=[{"role": "assistant", "parts": parts, "finish_reason": stop}],
+        messages=[{"role": "assistant", "parts": parts, "finish_reason": stop}]
+        if c.messages_wanted()
+        else None,
         usage=usage if usage.input is not None or usage.output is not None else None,
         first_chunk_offset=first,
     )

@@ -116,7 +116,9 @@ class GeminiGenerateContent(_GeminiPaths):
                 {"role": _role(field(m, "role")), "parts": _parts(field(m, "parts"))}
                 for m in contents
                 if isinstance(m, dict)
-            ],
+            ]
+            if c.messages_wanted()
+            else None,
             system_instructions=_system(system),
             tools=_tool_definitions(tools),
             stream=action == "streamGenerateContent",
@@ -142,7 +144,7 @@ class GeminiGenerateContent(_GeminiPaths):
                 {"role": "assistant", "parts": _parts(field(x, "parts")), "finish_reason": r}
                 for x, r in zip(contents, reasons)
             ]
-            if answered
+            if answered and c.messages_wanted()
             else None,
             usage=_usage(field(body, "usageMetadata")),
         )

@@ -118,11 +118,14 @@ class OllamaChat(_Ollama):
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         tools = c.as_list(body.get("tools")) or None
-        system, converted = c.split_system(messages, _message_parts, _message_parts)
+        wanted = c.messages_wanted()
+        system, converted = c.split_system(
+            messages, _message_parts, _message_parts if wanted else None
+        )
         return self._request(
             body,
             input={"messages": messages, "tools": tools} if tools else messages,
-            messages=converted,
+            messages=converted if wanted else None,
             system_instructions=system or None,
             tools=tools,
         )
@@ -136,9 +139,10 @@ class OllamaChat(_Ollama):
         result = ParsedResponse()
         if isinstance(message, dict):
             result.output = message
-            reason = c.opt_str(body.get("done_reason"))
-            parts = _message_parts(message)
-            result.messages = [{"role": "assistant", "parts": parts, "finish_reason": reason}]
+            if c.messages_wanted():
+                reason = c.opt_str(body.get("done_reason"))
+                parts = _message_parts(message)
+                result.messages = [{"role": "assistant", "parts": parts, "finish_reason": reason}]
         return self._done(body, result)
 
     def _fold(self, chunk: dict[str, Any], acc: dict[str, list[Any]]) -> bool:
@@ -189,7 +193,7 @@ class OllamaGenerate(_Ollama):
             body,
             input={"system": system, "prompt": prompt} if system else prompt,
             messages=[{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
-            if isinstance(prompt, str) and prompt
+            if isinstance(prompt, str) and prompt and c.messages_wanted()
             else None,
             system_instructions=[{"type": "text", "content": system}] if system else None,
         )
@@ -209,7 +213,8 @@ class OllamaGenerate(_Ollama):
                 parts.append({"type": "reasoning", "content": thinking})
             parts.append({"type": "text", "content": text})
             result.output = text
-            result.messages = [{"role": "assistant", "parts": parts, "finish_reason": reason}]
+            if c.messages_wanted():
+                result.messages = [{"role": "assistant", "parts": parts, "finish_reason": reason}]
         return self._done(body, result)
 
     def _fold(self, chunk: dict[str, Any], acc: dict[str, list[Any]]) -> bool:

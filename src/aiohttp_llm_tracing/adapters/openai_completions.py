@@ -45,7 +45,9 @@ class OpenAICompletions:
                 {"role": "user", "parts": [{"type": "text", "content": p}]}
                 for p in prompts
                 if isinstance(p, str)
-            ],
+            ]
+            if c.messages_wanted()
+            else None,
             stream=body.get("stream") is True,
         )
 
@@ -109,7 +111,9 @@ class OpenAICompletions:
             messages=[
                 {"role": "assistant", "parts": [{"type": "text", "content": t}], "finish_reason": r}
                 for t, r in pairs
-            ],
+            ]
+            if c.messages_wanted()
+            else None,
             usage=usage,
             first_chunk_offset=first,
         )

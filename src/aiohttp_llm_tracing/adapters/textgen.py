@@ -138,7 +138,9 @@ def _parameters(source: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
     return {names[name]: value for name, value in picked.items()}
 
 
-def _user_messages(prompt: Any) -> list[dict[str, Any]]:
+def _user_messages(prompt: Any) -> list[dict[str, Any]] | None:
+    if not c.messages_wanted():
+        return None
     prompts = prompt if isinstance(prompt, list) else [prompt]
     return [
         {"role": "user", "parts": [{"type": "text", "content": p}]}
@@ -363,15 +365,19 @@ def _result(outputs: list[_Output], first: int | None) -> ParsedResponse:
         id=next((o.id for o in outputs if o.id), None),
         finish_reasons=[r for r in reasons if r],
         output=c.single_or_list([o.text for o in outputs]),
-        messages=[
-            {
-                "role": "assistant",
-                "parts": [{"type": "text", "content": o.text}],
-                "finish_reason": r,
-            }
-            for o, r in zip(outputs, reasons)
-        ]
-        or None,
+        messages=(
+            [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": o.text}],
+                    "finish_reason": r,
+                }
+                for o, r in zip(outputs, reasons)
+            ]
+            or None
+        )
+        if c.messages_wanted()
+        else None,
         usage=_sum_usage([o.usage for o in outputs]),
         first_chunk_offset=first,
         error_message=errors[0] if errors else None,
