@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -195,3 +197,38 @@ def test_instructions_summary_splits_our_cost_and_checks_the_targets() -> None:
     assert chunked["rows"]["ours"]["per_chunk"] == 10
     text = instructions._table(report | {"kinds": ["json", "stream", "plain"]})
     assert "NOT met" in text and "leaves" in text
+
+
+def test_sse_chunk_benchmark_compares_two_trees_in_one_run(tmp_path: Path) -> None:
+    inside_git = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=BENCH, capture_output=True, check=False
+    )
+    if inside_git.returncode != 0:
+        pytest.skip("needs the git history to export the reference tree")
+    report = _run(
+        "sse_chunk.py",
+        *("--ref", "HEAD", "--reps", "1", "--rounds", "2", "--burst", "2"),
+        out=tmp_path / "sse_chunk.json",
+    )
+    assert set(report["us_per_chunk"]) == {"this", "HEAD"}
+    assert all(len(reps) == 1 for reps in report["us_per_chunk_by_rep"].values())
+    this, ref = report["us_per_chunk"]["this"], report["us_per_chunk"]["HEAD"]
+    if ref > 0:  # tiny runs can measure nothing at all
+        assert report["this_over_ref"] == pytest.approx(this / ref, rel=0.02, abs=0.002)
+
+
+def test_sse_chunk_takes_bare_aiohttp_and_the_chat_call_out_of_each_round() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from sse_chunk import per_chunk
+    finally:
+        sys.path.remove(str(BENCH))
+    # Round 1: the stream's extra over chat is (900 - 500) - (300 - 100) = 200 us, 1 us a chunk;
+    # round 2: 3 us a chunk; round 3: 2 us. The median is 2.
+    cpu = {
+        "bare_chat": [100, 100, 100],
+        "ours_chat": [300, 300, 300],
+        "bare_sse": [500, 500, 500],
+        "ours_sse": [900, 1300, 1100],
+    }
+    assert per_chunk(cpu) == 2.0
