@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python benchmarks/session_create.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/llm_peers.py
+	$(BIN)/python benchmarks/sse_chunk.py
 	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/instructions.py; \
 	else echo "benchmarks/instructions.py skipped: it needs valgrind"; fi
 
