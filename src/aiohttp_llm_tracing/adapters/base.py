@@ -38,7 +38,9 @@ class ParsedRequest:
     input: Any = None
     """The input as the API received it (messages, prompt, embedding input): Langfuse's input."""
     messages: list[dict[str, Any]] | None = None
-    """The input in the GenAI semantic-conventions message schema."""
+    """The input in the GenAI semantic-conventions message schema. The built-in adapters leave
+    it ``None`` when the call's ``content_format`` does not export it (nothing reads it then);
+    a custom adapter may always fill it."""
     system_instructions: list[dict[str, Any]] | None = None
     tools: list[Any] | None = None
     stream: bool = False
@@ -59,7 +61,8 @@ class ParsedResponse:
     output: Any = None
     """The output as Langfuse shows it (the assistant message, tool calls merged)."""
     messages: list[dict[str, Any]] | None = None
-    """The output in the GenAI semantic-conventions message schema."""
+    """The output in the GenAI semantic-conventions message schema (``None`` when it is not
+    exported, as for :attr:`ParsedRequest.messages`)."""
     usage: Usage | None = None
     first_chunk_offset: int | None = None
     """Byte offset of the first streamed event that carried content (time to first token)."""
