@@ -23,6 +23,17 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 HERE = Path(__file__).resolve().parent
 
+CHAT_BODY = {
+    "model": "gpt-4o-mini",
+    "temperature": 0.2,
+    "max_tokens": 64,
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ],
+}
+"""The chat request of the loopback benchmarks (overhead.py, sse_chunk.py)."""
+
 
 @contextmanager
 def server_process(cpu: int | None = None) -> Iterator[str]:

@@ -44,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import round_order  # noqa: E402
+from _common import CHAT_BODY, round_order  # noqa: E402
 
 MODES = {
     # name: (traced by, request kind)
@@ -63,15 +63,6 @@ MODES = {
     "ours_sse": ("ours", "sse"),
 }
 SSE_CHUNKS = 200
-_CHAT_BODY = {
-    "model": "gpt-4o-mini",
-    "temperature": 0.2,
-    "max_tokens": 64,
-    "messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "What is the capital of France?"},
-    ],
-}
 
 
 # -- worker: one client process, one mode ---------------------------------------------------
@@ -130,11 +121,11 @@ class _Mode:
             self.method, self.target, self.body = "GET", f"{url}/json", None
         elif self.kind == "chat":
             self.method, self.target = "POST", f"{url}/v1/chat/completions"
-            self.body = _CHAT_BODY
+            self.body = CHAT_BODY
         else:
             self.method = "POST"
             self.target = f"{url}/v1/chat/completions?chunks={SSE_CHUNKS}"
-            self.body = {**_CHAT_BODY, "stream": True}
+            self.body = {**CHAT_BODY, "stream": True}
         self.concurrency = concurrency
         connector = aiohttp.TCPConnector(limit=concurrency)
         self.configs = _trace_configs(self.tracer, self.provider)

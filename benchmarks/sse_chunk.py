@@ -42,21 +42,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import round_order, server_process, write_report  # noqa: E402
+from _common import CHAT_BODY, round_order, server_process, write_report  # noqa: E402
 
 RESULTS = HERE / "results" / "sse_chunk.json"
 REF = "6e9d5cb"  # the last version whose overhead.py run met the 2 us target (1.50 us)
 CHUNKS = 200
 MODES = ("bare_chat", "ours_chat", "bare_sse", "ours_sse")
-_CHAT_BODY = {
-    "model": "gpt-4o-mini",
-    "temperature": 0.2,
-    "max_tokens": 64,
-    "messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "What is the capital of France?"},
-    ],
-}
 _IREFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
 
@@ -82,12 +73,12 @@ async def _client(url: str, modes: list[str], rounds: int, burst: int, warm: int
     async def one(mode: str) -> None:
         session = sessions[mode]
         if mode.endswith("_sse"):
-            body = {**_CHAT_BODY, "stream": True}
+            body = {**CHAT_BODY, "stream": True}
             async with session.post(f"{url}/v1/chat/completions?chunks={CHUNKS}", json=body) as r:
                 async for _ in r.content:
                     pass
         else:
-            async with session.post(f"{url}/v1/chat/completions", json=_CHAT_BODY) as r:
+            async with session.post(f"{url}/v1/chat/completions", json=CHAT_BODY) as r:
                 await r.read()
 
     for mode in modes:

@@ -3,10 +3,12 @@ sizes; no timing asserted)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -22,6 +24,15 @@ def _run(script: str, *args: str, out: Path) -> dict:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(out.read_text())
+
+
+def _bench(name: str) -> ModuleType:
+    """A benchmark script imported as a module, its folder on the path while it loads."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def test_overhead_benchmark_reports_every_mode_and_ratio(tmp_path: Path) -> None:
@@ -151,11 +162,7 @@ def test_callbacks_benchmark_reports_every_difference(tmp_path: Path) -> None:
 
 def test_instructions_summary_splits_our_cost_and_checks_the_targets() -> None:
     # The valgrind runs themselves take minutes; the arithmetic on their counts is checked here.
-    sys.path.insert(0, str(BENCH))
-    try:
-        import instructions
-    finally:
-        sys.path.remove(str(BENCH))
+    instructions = _bench("instructions")
     per = {
         "bare": {"json": 100.0, "stream": 1000.0, "plain": 10.0},
         "empty": {"json": 110.0, "stream": 1010.0, "plain": 20.0},
@@ -218,11 +225,7 @@ def test_sse_chunk_benchmark_compares_two_trees_in_one_run(tmp_path: Path) -> No
 
 
 def test_sse_chunk_takes_bare_aiohttp_and_the_chat_call_out_of_each_round() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        from sse_chunk import per_chunk
-    finally:
-        sys.path.remove(str(BENCH))
+    per_chunk = _bench("sse_chunk").per_chunk
     # Round 1: the stream's extra over chat is (900 - 500) - (300 - 100) = 200 us, 1 us a chunk;
     # round 2: 3 us a chunk; round 3: 2 us. The median is 2.
     cpu = {
