@@ -47,8 +47,9 @@ _SPACED_CHUNK = re.compile(
     rb'\[(?<="choices": \[)\{"index": 0, "delta": \{"content": ' + _TEXT + rb"\}"
     rb'(?:, "logprobs": null)?, "finish_reason": null\}\]'
 )
-# Where each pattern starts, counted from its chunk's '"choices":'.
-_START = {_PLAIN_CHUNK: 0, _COMPACT_CHUNK: len(b'"choices":'), _SPACED_CHUNK: len(b'"choices": ')}
+_KEY = b'"choices":'
+# Where each pattern starts, counted from its chunk's key.
+_START = {_PLAIN_CHUNK: 0, _COMPACT_CHUNK: len(_KEY), _SPACED_CHUNK: len(_KEY) + 1}
 
 
 def parse_chat_stream_fast(
@@ -61,12 +62,12 @@ def parse_chat_stream_fast(
     """
     if b"\r" in body:
         return None
-    choices = body.find(b'"choices":')
+    choices = body.find(_KEY)
     if choices == -1:
         return None
     # Every chunk of a stream comes out of one serializer: its spacing after the first key tells
     # which exact pattern to try (a scan of the whole body saved when it is the wrong one).
-    after = body[choices + 10 : choices + 12]
+    after = body[choices + len(_KEY) : choices + len(_KEY) + 2]
     exact = _COMPACT_CHUNK if after[:1] == b"[" else _SPACED_CHUNK if after == b" [" else None
     run = (exact is not None and _plain_run(body, exact)) or _plain_run(body, _PLAIN_CHUNK)
     if run is None:
@@ -116,7 +117,7 @@ def _plain_run(
     pos = len(body)
     start = _START[pattern]
     while True:  # ends at the first match at the latest
-        pos = body.rfind(b'"choices":', 0, pos)
+        pos = body.rfind(_KEY, 0, pos)
         last_match = pattern.match(body, pos + start)
         if last_match is not None:
             break
