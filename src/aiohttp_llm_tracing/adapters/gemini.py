@@ -18,6 +18,8 @@ from urllib.parse import unquote
 from .. import _attributes as A
 from .._sse import SSEEvent
 from . import _common as c
+from . import _gemini_parts as schema
+from ._gemini_parts import field
 from .base import Adapter, ParsedRequest, ParsedResponse, Usage
 
 __all__ = ["ADAPTERS", "GeminiEmbeddings", "GeminiGenerateContent"]
@@ -44,15 +46,6 @@ _GENERATE = ("generateContent", "streamGenerateContent")
 _EMBED = ("embedContent", "batchEmbedContents")
 # The segment before "{model}:{action}" in every path family the API has.
 _COLLECTIONS = frozenset({"models", "tunedModels", "endpoints"})
-
-
-def field(obj: Any, name: str) -> Any:
-    """``obj[name]`` for a camelCase ``name``, else its snake_case spelling (proto JSON)."""
-    if not isinstance(obj, dict):
-        return None
-    if name in obj:
-        return obj[name]
-    return obj.get("".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in name))
 
 
 def _suffixes(actions: tuple[str, ...]) -> tuple[str, ...]:
@@ -113,14 +106,14 @@ class GeminiGenerateContent(_GeminiPaths):
             parameters=_parameters(c.as_dict(field(body, "generationConfig"))),
             input=langfuse_input,
             messages=[
-                {"role": _role(field(m, "role")), "parts": _parts(field(m, "parts"))}
+                {"role": schema.role(field(m, "role")), "parts": schema.parts(field(m, "parts"))}
                 for m in contents
                 if isinstance(m, dict)
             ]
             if c.messages_wanted()
             else None,
-            system_instructions=_system(system),
-            tools=_tool_definitions(tools),
+            system_instructions=schema.system_parts(system),
+            tools=schema.tool_definitions(tools),
             stream=action == "streamGenerateContent",
         )
 
@@ -141,7 +134,7 @@ class GeminiGenerateContent(_GeminiPaths):
             finish_reasons=[r for r in reasons if r],
             output=c.single_or_list(contents) if answered else None,
             messages=[
-                {"role": "assistant", "parts": _parts(field(x, "parts")), "finish_reason": r}
+                {"role": "assistant", "parts": schema.parts(field(x, "parts")), "finish_reason": r}
                 for x, r in zip(contents, reasons)
             ]
             if answered and c.messages_wanted()
@@ -356,76 +349,6 @@ def _parameters(config: dict[str, Any]) -> dict[str, Any]:
     if c.opt_int(budget) is not None:
         parameters["thinking_budget"] = budget
     return parameters
-
-
-def _role(role: Any) -> str:
-    # Gemini calls the assistant "model"; a missing role means the user.
-    return "assistant" if role == "model" else (role if isinstance(role, str) else "user")
-
-
-def _system(system: Any) -> list[dict[str, Any]] | None:
-    if isinstance(system, str):
-        return [{"type": "text", "content": system}]
-    if isinstance(system, dict):
-        return _parts(field(system, "parts")) or None
-    return None
-
-
-def _tool_definitions(tools: list[Any]) -> list[Any] | None:
-    """Function declarations as function tools; built-in tools (googleSearch...) by name."""
-    out: list[Any] = []
-    for tool in tools:
-        tool = c.as_dict(tool)
-        for key, value in tool.items():
-            if key in ("functionDeclarations", "function_declarations"):
-                out.extend(
-                    {"type": "function", **d} for d in c.as_list(value) if isinstance(d, dict)
-                )
-            else:
-                out.append({"type": key})
-    return out or None
-
-
-def _parts(parts: Any) -> list[dict[str, Any]]:
-    """Gemini parts in the semantic-conventions parts schema."""
-    return [_part(p) for p in c.as_list(parts) if isinstance(p, dict) and p]
-
-
-def _part(part: dict[str, Any]) -> dict[str, Any]:
-    text = part.get("text")
-    if isinstance(text, str):
-        return {"type": "reasoning" if part.get("thought") is True else "text", "content": text}
-    if isinstance(call := field(part, "functionCall"), dict):
-        name, args = c.opt_str(call.get("name")), call.get("args")
-        return {
-            "type": "tool_call",
-            "id": c.opt_str(call.get("id")),
-            "name": name,
-            "arguments": args,
-        }
-    if isinstance(result := field(part, "functionResponse"), dict):
-        name, response = c.opt_str(result.get("name")), result.get("response")
-        # Gemini links a result to its call by name; the id is optional and often absent.
-        return {
-            "type": "tool_call_response",
-            "id": c.opt_str(result.get("id")),
-            "name": name,
-            "response": response,
-        }
-    if isinstance(blob := field(part, "inlineData"), dict):
-        return {**_media("blob", field(blob, "mimeType")), "content": blob.get("data")}
-    if isinstance(file := field(part, "fileData"), dict):
-        return {**_media("uri", field(file, "mimeType")), "uri": field(file, "fileUri")}
-    return {"type": next(iter(part))}  # executableCode, codeExecutionResult...
-
-
-def _media(kind: str, mime: Any) -> dict[str, Any]:
-    part = {"type": kind, "mime_type": mime}
-    # The conventions' modalities are image, video and audio; a PDF has none.
-    modality = mime.split("/", 1)[0] if isinstance(mime, str) else None
-    if modality in ("image", "video", "audio"):
-        part["modality"] = modality
-    return part
 
 
 ADAPTERS: tuple[Adapter, ...] = (
