@@ -187,8 +187,8 @@ def split_system(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(system instruction parts, other messages in the parts schema)``: APIs that take
     instructions as ``system`` messages (Cohere, Ollama) next to the conventions, which keep
-    them apart. With no ``message_parts`` the other messages are not converted (none is
-    returned): see :data:`MESSAGES_WANTED`."""
+    them apart. With no ``message_parts`` the other messages are not converted (the second list
+    stays empty): see :data:`MESSAGES_WANTED`."""
     system: list[dict[str, Any]] = []
     converted: list[dict[str, Any]] = []
     for message in messages:
