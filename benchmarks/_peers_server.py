@@ -1,8 +1,9 @@
 """Fast loopback server for ``llm_peers.py``: an OpenAI-shaped chat endpoint and a Langfuse stub.
 
-    python benchmarks/_peers_server.py PORT_FILE
+    python benchmarks/_peers_server.py [--pace-ms MS] PORT_FILE
 
 Binds 127.0.0.1 on a free port, writes the port to PORT_FILE and serves until killed.
+``--pace-ms`` waits that long after each SSE chunk, as a model's tokens arrive (default 0).
 
 * ``POST /v1/chat/completions`` answers a 1037-byte ``chat.completion`` JSON with usage, or with
   ``"stream": true`` an SSE stream of 50 content chunks (about 290 B each, one ``write()`` per
@@ -18,6 +19,8 @@ Binds 127.0.0.1 on a free port, writes the port to PORT_FILE and serves until ki
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import gzip
 import json
 import sys
@@ -129,6 +132,7 @@ USAGE_CHUNK = _usage_chunk()
 DONE = b"data: [DONE]\n\n"
 PLAIN = b'{"status":"ok","items":[1,2,3]}'  # for the plain requests of instructions.py
 STATS = web.AppKey("peers_stub_stats", dict)
+PACE = web.AppKey("peers_pace_s", float)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -137,8 +141,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return web.Response(body=COMPLETION, content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
     await resp.prepare(request)
+    pace = request.app[PACE]
     for part in CHUNKS:
         await resp.write(part)
+        if pace:
+            await asyncio.sleep(pace)
     if (body.get("stream_options") or {}).get("include_usage"):
         await resp.write(USAGE_CHUNK)
     await resp.write(DONE)
@@ -196,9 +203,10 @@ async def record_other(request: web.Request, handler):  # type: ignore[no-untype
     return await handler(request)
 
 
-def make_app() -> web.Application:
+def make_app(*, pace_s: float = 0.0) -> web.Application:
     app = web.Application(middlewares=[record_other], client_max_size=64 * 1024 * 1024)
     app[STATS] = {"spans": 0, "exports": 0, "errors": [], "other": []}
+    app[PACE] = pace_s
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/api/public/otel/v1/traces", otel_traces)
     app.router.add_get("/_stub/stats", stub_stats)
@@ -209,4 +217,8 @@ def make_app() -> web.Application:
 if __name__ == "__main__":
     from _common import serve
 
-    serve(make_app(), sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pace-ms", type=float, default=0.0)
+    parser.add_argument("port_file")
+    args = parser.parse_args()
+    serve(make_app(pace_s=args.pace_ms / 1000), args.port_file)

@@ -19,6 +19,11 @@ of the warm heap (about a million instructions per call when spread over 40 call
 in one of the two runs or in neither, and decides the figure. What the counted calls leave alive
 is still collected, so garbage a tracer makes is still its cost.
 
+The server writes a stream's chunks back to back, so under valgrind's slowdown most of a stream
+arrives in one or two reads; ``--pace-ms`` makes the server wait after each chunk, so that each
+arrives in a read of its own as a model's tokens do (every read then runs the whole stack, the
+client's SSE decoding and a tracer's read hook included).
+
 Instructions are not time (cache misses, system calls and thread hand-offs are not in them), so
 this is the deterministic cross-check of the timed benchmarks, not a replacement. The modes
 ``empty`` (a TraceConfig with no callbacks: what aiohttp itself spends on tracing) and ``floor``
@@ -191,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--jobs", type=int, default=1, help="valgrind runs side by side (timing moves counts)"
     )
+    p.add_argument(
+        "--pace-ms",
+        type=float,
+        default=0.0,
+        help="server waits this long after each SSE chunk, so each arrives in a read of its own",
+    )
     p.add_argument("--venv", type=Path, default=VENV, help="peers venv (default: .venv-peers)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -212,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))
     with (
-        _server(HERE / "_peers_server.py", [], [], 1) as url,
+        _server(HERE / "_peers_server.py", ["--pace-ms", str(args.pace_ms)], [], 1) as url,
         concurrent.futures.ThreadPoolExecutor(args.jobs) as pool,
     ):
         # Side by side (--jobs 2) is twice as fast, but a server that shares its CPU answers
@@ -237,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
             f"per call = (I refs of {large} calls - I refs of {small}) / {large - small}, "
             "sequential calls through the openai SDK (plain: a GET on the SDK's own session); "
             "overhead = mode - bare"
+            + (
+                f"; the server waits {args.pace_ms:g} ms after each SSE chunk"
+                if args.pace_ms
+                else ""
+            )
         ),
+        "pace_ms": args.pace_ms,
         "python": sys.version.split()[0],
         "kinds": list(kinds),
         "labels": {m: LABELS[m] for m in modes},

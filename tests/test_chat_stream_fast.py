@@ -213,3 +213,68 @@ def test_a_choice_shaped_array_under_another_key_is_not_a_choice(compact):
     fast = ADAPTER.parse_stream_body(body)
     if fast is not None:
         _same(fast, general)
+
+
+def _without_logprobs(chunks):
+    out = []
+    for chunk in chunks:
+        chunk = json.loads(json.dumps(chunk))
+        for choice in chunk.get("choices") or []:
+            choice.pop("logprobs", None)
+        out.append(chunk)
+    return out
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_streams_without_logprobs_take_the_fast_path(compact):
+    body = _body(_without_logprobs(SHAPES["escapes and unicode"]), compact=compact)
+    assert b'"logprobs"' not in body
+    fast = ADAPTER.parse_stream_body(body)
+    assert fast is not None
+    _same(fast, _general(body))
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("which", ["first chunk only", "text chunks only", "alternating"])
+def test_logprobs_in_some_chunks_only_equals_general(which, compact):
+    # The exact pattern is chosen by the first chunk; chunks that differ from it must still
+    # come out as the general path reads them.
+    chunks = HEAD + _texts(["Hello", " world", "x", "y"]) + TAIL
+    stripped = _without_logprobs(chunks)
+    mixed = {
+        "first chunk only": chunks[:1] + stripped[1:],
+        "text chunks only": stripped[:1] + chunks[1:],
+        "alternating": [c if i % 2 else s for i, (c, s) in enumerate(zip(chunks, stripped))],
+    }[which]
+    body = _body(mixed, compact=compact)
+    fast = ADAPTER.parse_stream_body(body)
+    assert fast is not None  # the flexible pattern reads every chunk
+    _same(fast, _general(body))
+
+
+USAGE_A = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+USAGE_B = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(
+    ("tail_usage", "fast_taken"),
+    [
+        (USAGE_B, True),  # the usage chunk at the end replaces what text chunks carried
+        ({}, False),  # an empty usage replaces nothing: the text chunks' usage stands
+        (None, False),
+    ],
+)
+def test_usage_in_text_chunks_equals_general(tail_usage, fast_taken, compact):
+    # Some servers put running usage in every chunk. The general path keeps the last one seen,
+    # so the text run is only read for usage when nothing after it set one.
+    texts = [_chunk({"content": w}, usage=USAGE_A) for w in ("a", "b", "c")]
+    tail = [_chunk({}, finish="stop"), _chunk(None, choices=False, usage=tail_usage)]
+    body = _body(HEAD + texts + tail, compact=compact)
+    fast = ADAPTER.parse_stream_body(body)
+    general = _general(body)
+    assert (fast is not None) == fast_taken
+    if fast is not None:
+        _same(fast, general)
+        assert fast.usage == general.usage
+        assert fast.usage.input == 3

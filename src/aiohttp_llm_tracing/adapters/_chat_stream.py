@@ -6,8 +6,8 @@ regular-expression pass (in C) finds the chunks whose single choice has index 0,
 exactly ``{"content": "..."}`` and a null finish reason, and takes their text. The events before
 the first and after the last such chunk (the role chunk, the finish reason, usage, ``[DONE]``)
 are decoded as usual. The result equals the general path's; whenever the body is not in that
-shape (CR line endings, other events between the text chunks, usage inside them, no text
-chunks at all), ``None`` sends the caller to the general path.
+shape (CR line endings, other events between the text chunks, usage inside them that no later
+chunk replaces, no text chunks at all), ``None`` sends the caller to the general path.
 """
 
 from __future__ import annotations
@@ -34,22 +34,32 @@ _PLAIN_CHUNK = re.compile(
     rb'"choices": ?\[\{"index": ?0, ?"delta": ?\{"content": ?' + _TEXT + rb"\}"
     rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}\]'
 )
-# The same with one fixed spacing: none (as OpenAI writes it) or Python's json.dumps default.
+
+
+# The same with one fixed spacing (none, as OpenAI writes it, or Python's json.dumps default) and
+# the logprobs field either always there or never: no optional part left to try per chunk.
 # Each starts at the choices' "[" and checks the key behind it, so the regex engine looks for a
 # byte that occurs once per chunk rather than stopping at every quote of the fields before it.
 # Whatever they match the pattern above matches too, so when their matches pass the checks
 # below the result is the one the general path gives.
-_COMPACT_CHUNK = re.compile(
-    rb'\[(?<="choices":\[)\{"index":0,"delta":\{"content":' + _TEXT + rb"\}"
-    rb'(?:,"logprobs":null)?,"finish_reason":null\}\]'
-)
-_SPACED_CHUNK = re.compile(
-    rb'\[(?<="choices": \[)\{"index": 0, "delta": \{"content": ' + _TEXT + rb"\}"
-    rb'(?:, "logprobs": null)?, "finish_reason": null\}\]'
-)
+def _exact(sep: bytes, logprobs: bool) -> re.Pattern[bytes]:
+    colon, comma = b":" + sep, b"," + sep
+    key = b'"choices"' + colon + b"["
+    head = b'{"index"' + colon + b"0" + comma + b'"delta"' + colon + b'{"content"' + colon
+    fields = [b'"logprobs"' + colon + b"null"] if logprobs else []
+    fields.append(b'"finish_reason"' + colon + b"null")
+    tail = b"}" + comma + comma.join(fields) + b"}]"
+    return re.compile(
+        rb"\[(?<=" + re.escape(key) + rb")" + re.escape(head) + _TEXT + re.escape(tail)
+    )
+
+
+# By the first chunk's spacing after the choices key, then whether it has a logprobs field.
+_EXACT = {
+    (sep, logprobs): _exact(sep, logprobs) for sep in (b"", b" ") for logprobs in (True, False)
+}
 _KEY = b'"choices":'
-# Where each pattern starts, counted from its chunk's key.
-_START = {_PLAIN_CHUNK: 0, _COMPACT_CHUNK: len(_KEY), _SPACED_CHUNK: len(_KEY) + 1}
+_LOGPROBS = b'"logprobs":'
 
 
 def parse_chat_stream_fast(
@@ -65,11 +75,19 @@ def parse_chat_stream_fast(
     choices = body.find(_KEY)
     if choices == -1:
         return None
-    # Every chunk of a stream comes out of one serializer: its spacing after the first key tells
-    # which exact pattern to try (a scan of the whole body saved when it is the wrong one).
+    # Every chunk of a stream comes out of one serializer: its spacing after the first key and
+    # whether that chunk's choice has logprobs tell which exact pattern to try (a scan of the
+    # whole body saved when it is the wrong one).
     after = body[choices + len(_KEY) : choices + len(_KEY) + 2]
-    exact = _COMPACT_CHUNK if after[:1] == b"[" else _SPACED_CHUNK if after == b" [" else None
-    run = (exact is not None and _plain_run(body, exact)) or _plain_run(body, _PLAIN_CHUNK)
+    sep = b"" if after[:1] == b"[" else b" " if after == b" [" else None
+    run = None
+    if sep is not None:
+        line_end = body.find(b"\n", choices)
+        exact = _EXACT[sep, body.find(_LOGPROBS, choices, line_end) != -1]
+        # The exact patterns start at the "[" after the key.
+        run = _plain_run(body, exact, len(_KEY) + len(sep))
+    if not run:
+        run = _plain_run(body, _PLAIN_CHUNK, 0)
     if run is None:
         return None
     pattern, texts, first_match, first, last = run
@@ -96,18 +114,25 @@ def parse_chat_stream_fast(
             (_event_start(body, m.start()) for m in matches if m.end(1) > m.start(1)), None
         )
     acc.add_texts(_decode_texts(texts), offset)
+    usage = result.usage
     for event in parse_sse(body[last:], base_offset=last):
         if acc.add_event(event):
             break
+    # A text chunk's usage is the general path's result only if no later chunk replaced it;
+    # when one did (a usage chunk at the end, include_usage on) the text run need not be read.
+    if result.usage is usage and _carries_usage(body, first, last):
+        return None
     return acc.result()
 
 
 def _plain_run(
-    body: bytes, pattern: re.Pattern[bytes]
+    body: bytes, pattern: re.Pattern[bytes], start: int
 ) -> tuple[re.Pattern[bytes], list[bytes], re.Match[bytes], int, int] | None:
     """The texts of the plain text chunks, the first of them and the span of events they fill
-    (``first`` to ``last``); ``None`` unless every data event in that span is one and none of
-    them carries usage."""
+    (``first`` to ``last``); ``None`` unless every data event in that span is one.
+
+    ``start`` is where the pattern begins, counted from its chunk's choices key.
+    """
     first_match = pattern.search(body)
     if first_match is None:
         return None
@@ -115,7 +140,6 @@ def _plain_run(
     # position where the pattern matches and the last one is found from the end.
     texts = pattern.findall(body, first_match.start())
     pos = len(body)
-    start = _START[pattern]
     while True:  # ends at the first match at the latest
         pos = body.rfind(_KEY, 0, pos)
         last_match = pattern.match(body, pos + start)
@@ -130,13 +154,16 @@ def _plain_run(
         data_events += 1
     if data_events != len(texts):
         return None
-    # Most streams have no usage field before the last chunks (include_usage off): one scan.
-    usage = body.find(b'"usage":', first, last)
-    if usage != -1 and (
-        body.find(b'"usage":{', usage, last) != -1 or body.find(b'"usage": {', usage, last) != -1
-    ):
-        return None
     return pattern, texts, first_match, first, last
+
+
+def _carries_usage(body: bytes, first: int, last: int) -> bool:
+    # Most streams have no usage field in their text chunks (include_usage off, or null in
+    # each): one scan.
+    usage = body.find(b'"usage":', first, last)
+    return usage != -1 and (
+        body.find(b'"usage":{', usage, last) != -1 or body.find(b'"usage": {', usage, last) != -1
+    )
 
 
 def _event_start(body: bytes, pos: int) -> int:
