@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/llm_peers.py
 	$(BIN)/python benchmarks/sse_chunk.py
+	$(BIN)/python benchmarks/gc_cost.py
 	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/instructions.py; \
 	else echo "benchmarks/instructions.py skipped: it needs valgrind"; fi
 

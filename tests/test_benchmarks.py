@@ -235,3 +235,60 @@ def test_sse_chunk_takes_bare_aiohttp_and_the_chat_call_out_of_each_round() -> N
         "ours_sse": [900, 1300, 1100],
     }
     assert per_chunk(cpu) == 2.0
+
+
+def test_llm_peers_interval_resamples_whole_rounds() -> None:
+    # The run itself needs the peers venv and minutes; the interval on its rounds is checked here.
+    llm_peers = _bench("llm_peers")
+    rounds = [f"0.{i}" for i in range(20)]
+    # Ours costs half of openai-v2's overhead in every round, whatever the round's drift.
+    ref = {k: 100.0 + 40 * (i % 4) for i, k in enumerate(rounds)}
+    ours = {k: v / 2 for k, v in ref.items()}
+    steady = llm_peers._round_interval(ours, ref)
+    assert steady["rounds"] == 20
+    assert steady["ratio_rounds"] == pytest.approx(0.5)
+    # Paired rounds: a drift common to both moves neither end of the interval much.
+    lo, hi = steady["ratio_rounds_ci90"]
+    assert 0.4 < lo <= 0.5 <= hi < 0.6
+    # Noise of ours' own widens it, and the same samples give the same interval.
+    noisy = {k: v + (60 if i % 2 else -60) for i, (k, v) in enumerate(ours.items())}
+    wide = llm_peers._round_interval(noisy, ref)
+    assert wide["ratio_rounds_ci90"][1] - wide["ratio_rounds_ci90"][0] > hi - lo
+    assert llm_peers._round_interval(noisy, ref) == wide
+    # Repetitions resampled whole: a shift shared by one repetition's rounds widens the interval
+    # that the same rounds give when they all come from one repetition.
+    split = {f"{i % 3}.{i}": v for i, v in enumerate(ours.values())}
+    shifted = {k: v * (1.6 if k.startswith("0.") else 1.0) for k, v in split.items()}
+    ref3 = {f"{i % 3}.{i}": v for i, v in enumerate(ref.values())}
+    one_rep = llm_peers._round_interval(dict(zip(rounds, shifted.values())), ref)
+    three_reps = llm_peers._round_interval(shifted, ref3)
+    assert three_reps["reps"] == 3 and one_rep["reps"] == 1
+    assert three_reps["ratio_rounds"] == one_rep["ratio_rounds"]
+    width = lambda r: r["ratio_rounds_ci90"][1] - r["ratio_rounds_ci90"][0]  # noqa: E731
+    assert width(three_reps) > width(one_rep)
+    # Too few paired rounds for an interval; rounds missing on one side are left out.
+    assert llm_peers._round_interval(ours, {k: ref[k] for k in rounds[:4]}) == {}
+    assert llm_peers._round_interval(ours, {k: ref[k] for k in rounds[:8]})["rounds"] == 8
+
+
+def test_gc_cost_summary_takes_medians_per_generation() -> None:
+    gc_cost = _bench("gc_cost")
+    runs = [
+        {
+            "mode": "ours",
+            "us_per_call": us,
+            "gc_us_per_call": [g0, 1.0, g2],
+            "collections_per_1000": [40.0, 4.0, c2],
+        }
+        for us, g0, g2, c2 in (
+            (100.0, 20.0, 0.0, 0.0),
+            (300.0, 30.0, 60.0, 0.3),
+            (200.0, 25.0, 0.0, 0.0),
+        )
+    ]
+    row = gc_cost.summarise(runs)["ours"]
+    assert row["us_per_call"] == 200.0
+    assert row["gc_us_per_call"] == [25.0, 1.0, 0.0]
+    assert row["collections_per_1000"] == [40.0, 4.0, 0.0]
+    assert row["gc_us_per_call_total"] == 26.0
+    assert row["gc_us_per_call_by_rep"] == [21.0, 91.0, 26.0]
