@@ -278,3 +278,20 @@ def test_usage_in_text_chunks_equals_general(tail_usage, fast_taken, compact):
         _same(fast, general)
         assert fast.usage == general.usage
         assert fast.usage.input == 3
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize(
+    "bad",
+    [b"He\\xllo", b"He\\u12llo", b"He\tllo", b"He\x01llo", b"He\\\tllo"],
+    ids=["unknown escape", "short unicode escape", "raw tab", "raw control", "escaped tab"],
+)
+def test_a_text_chunk_that_is_not_json_reads_as_the_general_path_does(bad, compact):
+    # The general path drops a chunk its JSON decoder refuses; the fast path must not keep it,
+    # nor fail on it.
+    body = _body(SHAPES["plain"], compact=compact).replace(b'"Hello"', b'"' + bad + b'"')
+    general = _general(body)
+    assert general.output["content"] == " world"
+    fast = ADAPTER.parse_stream_body(body)
+    if fast is not None:
+        _same(fast, general)

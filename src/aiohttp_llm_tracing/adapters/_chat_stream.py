@@ -28,8 +28,9 @@ __all__ = ["parse_chat_stream_fast"]
 
 # A quoted key followed by a colon cannot occur unescaped inside a JSON string, so this matches
 # real choice objects only, and the brackets make it the only choice of its chunk. The string
-# pattern is the unrolled-loop form (fewer backtracks).
-_TEXT = rb'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
+# pattern is the unrolled-loop form (fewer backtracks); it refuses what JSON refuses unescaped in
+# a string (control characters, the newline among them), so such a chunk goes the general way.
+_TEXT = rb'"([^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"'
 _PLAIN_CHUNK = re.compile(
     rb'"choices": ?\[\{"index": ?0, ?"delta": ?\{"content": ?' + _TEXT + rb"\}"
     rb'(?:, ?"logprobs": ?null)?, ?"finish_reason": ?null\}\]'
@@ -91,6 +92,9 @@ def parse_chat_stream_fast(
     if run is None:
         return None
     pattern, texts, first_match, first, last = run
+    decoded = _decode_texts(texts)
+    if decoded is None:
+        return None
     acc = accumulator()
     for event in parse_sse(body[:first]):
         if acc.add_event(event):
@@ -113,7 +117,7 @@ def parse_chat_stream_fast(
         offset = next(
             (_event_start(body, m.start()) for m in matches if m.end(1) > m.start(1)), None
         )
-    acc.add_texts(_decode_texts(texts), offset)
+    acc.add_texts(decoded, offset)
     usage = result.usage
     for event in parse_sse(body[last:], base_offset=last):
         if acc.add_event(event):
@@ -171,8 +175,10 @@ def _event_start(body: bytes, pos: int) -> int:
     return 0 if start == -1 else start + 2
 
 
-def _decode_texts(texts: list[bytes]) -> list[str]:
+def _decode_texts(texts: list[bytes]) -> list[str] | None:
     # JSON string contents concatenate into a valid JSON string: one decode for all of them.
+    # ``None`` when an escape is not JSON (``\x``, a short ``\u``): the general path drops
+    # that chunk alone, so it decides.
     joined_bytes = b"".join(texts)
     if joined_bytes.isascii():
         joined = joined_bytes.decode("ascii")
@@ -182,5 +188,8 @@ def _decode_texts(texts: list[bytes]) -> list[str]:
         # combine into one character.
         joined = "".join(t.decode("utf-8", "replace") for t in texts)
     if "\\" in joined:
-        return [json.loads('"' + joined + '"')]
+        try:
+            return [json.loads('"' + joined + '"')]
+        except ValueError:
+            return None
     return [joined]

@@ -183,12 +183,13 @@ def azure_deployment(path: str) -> str | None:
 def split_system(
     messages: list[Any],
     system_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
-    message_parts: Callable[[dict[str, Any]], list[dict[str, Any]]] | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    message_parts: Callable[[dict[str, Any]], list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """``(system instruction parts, other messages in the parts schema)``: APIs that take
     instructions as ``system`` messages (Cohere, Ollama) next to the conventions, which keep
-    them apart. With no ``message_parts`` the other messages are not converted (the second list
-    stays empty): see :data:`MESSAGES_WANTED`."""
+    them apart. The other messages are ``None``, not converted, when the call does not export
+    them (:data:`MESSAGES_WANTED`)."""
+    wanted = messages_wanted()
     system: list[dict[str, Any]] = []
     converted: list[dict[str, Any]] = []
     for message in messages:
@@ -196,6 +197,6 @@ def split_system(
             continue
         if message.get("role") == "system":
             system += system_parts(message)
-        elif message_parts is not None:
+        elif wanted:
             converted.append({"role": message.get("role"), "parts": message_parts(message)})
-    return system, converted
+    return system, converted if wanted else None

@@ -60,28 +60,20 @@ def _part(part: dict[str, Any]) -> dict[str, Any]:
     text = part.get("text")
     if isinstance(text, str):
         return {"type": "reasoning" if part.get("thought") is True else "text", "content": text}
+    # Gemini links a result to its call by name; the id is optional and often absent.
     if isinstance(call := field(part, "functionCall"), dict):
-        name, args = c.opt_str(call.get("name")), call.get("args")
-        return {
-            "type": "tool_call",
-            "id": c.opt_str(call.get("id")),
-            "name": name,
-            "arguments": args,
-        }
+        return {"type": "tool_call", **_named(call), "arguments": call.get("args")}
     if isinstance(result := field(part, "functionResponse"), dict):
-        name, response = c.opt_str(result.get("name")), result.get("response")
-        # Gemini links a result to its call by name; the id is optional and often absent.
-        return {
-            "type": "tool_call_response",
-            "id": c.opt_str(result.get("id")),
-            "name": name,
-            "response": response,
-        }
+        return {"type": "tool_call_response", **_named(result), "response": result.get("response")}
     if isinstance(blob := field(part, "inlineData"), dict):
         return {**_media("blob", field(blob, "mimeType")), "content": blob.get("data")}
     if isinstance(file := field(part, "fileData"), dict):
         return {**_media("uri", field(file, "mimeType")), "uri": field(file, "fileUri")}
     return {"type": next(iter(part))}  # executableCode, codeExecutionResult...
+
+
+def _named(call: dict[str, Any]) -> dict[str, Any]:
+    return {"id": c.opt_str(call.get("id")), "name": c.opt_str(call.get("name"))}
 
 
 def _media(kind: str, mime: Any) -> dict[str, Any]:

@@ -50,9 +50,8 @@ class CohereChat:
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         tools = c.as_list(body.get("tools")) or None
-        wanted = c.messages_wanted()
         system, converted = c.split_system(
-            messages, lambda m: _parts(m.get("content")), _message_parts if wanted else None
+            messages, lambda m: _parts(m.get("content")), _message_parts
         )
         picked = c.pick(body, tuple(_PARAMETERS))
         parameters = {_PARAMETERS[name]: value for name, value in picked.items()}
@@ -60,7 +59,7 @@ class CohereChat:
             model=c.opt_str(body.get("model")),
             parameters=parameters,
             input={"messages": messages, "tools": tools} if tools else messages,
-            messages=converted if wanted else None,
+            messages=converted,
             system_instructions=system or None,
             tools=tools,
             stream=body.get("stream") is True,

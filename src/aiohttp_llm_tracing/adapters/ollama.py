@@ -118,14 +118,11 @@ class OllamaChat(_Ollama):
         body = c.as_dict(body)
         messages = c.as_list(body.get("messages"))
         tools = c.as_list(body.get("tools")) or None
-        wanted = c.messages_wanted()
-        system, converted = c.split_system(
-            messages, _message_parts, _message_parts if wanted else None
-        )
+        system, converted = c.split_system(messages, _message_parts, _message_parts)
         return self._request(
             body,
             input={"messages": messages, "tools": tools} if tools else messages,
-            messages=converted if wanted else None,
+            messages=converted,
             system_instructions=system or None,
             tools=tools,
         )
