@@ -1,6 +1,7 @@
 """Instructions per LLM call under cachegrind: the tracers' costs without this machine's noise.
 
     python benchmarks/instructions.py [--modes bare,ours,...] [--kinds json,stream] [--quick]
+                                      [--repeat K]
 
 Wall and CPU time on this VM drift by up to 4x within minutes, so the per-rep ratios of
 ``llm_peers.py`` spread wider than the gaps between the tracers (0.31 to 1.71 in one run). The
@@ -24,6 +25,13 @@ arrives in one or two reads; ``--pace-ms`` makes the server wait after each chun
 arrives in a read of its own as a model's tokens do (every read then runs the whole stack, the
 client's SSE decoding and a tracer's read hook included).
 
+A JSON call is one read and its count repeats within 0.02 %; a stream is some 54 reads, and
+whether each finds its bytes ready moves how often the client's loop turns: a stream's count
+moves by up to 100,000 instructions a call between runs of the same code, as much as the gap to
+a target. ``--repeat K`` runs every mode K times, the repetitions interleaved, and takes each
+count's median; the targets then also give the ratio of each repetition (its own bare, ours and
+openai-v2 runs) and their range.
+
 Instructions are not time (cache misses, system calls and thread hand-offs are not in them), so
 this is the deterministic cross-check of the timed benchmarks, not a replacement. The modes
 ``empty`` (a TraceConfig with no callbacks: what aiohttp itself spends on tracing) and ``floor``
@@ -38,6 +46,7 @@ import concurrent.futures
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -95,6 +104,23 @@ def instructions(python: Path, url: str, mode: str, kind: str, n: int, pin: bool
         tail = proc.stderr.decode(errors="replace")[-2000:]
         raise RuntimeError(f"{mode} {kind}:{n} failed (exit {proc.returncode}):\n{tail}")
     return int(found.group(1).replace(b",", b""))
+
+
+def medians(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Each mode's and kind's median over its repetitions."""
+    return {
+        mode: {kind: statistics.median(values) for kind, values in by_kind.items()}
+        for mode, by_kind in samples.items()
+    }
+
+
+def ratios_by_rep(samples: dict[str, dict[str, list[float]]], kind: str) -> list[float]:
+    """Ours' overhead over openai-v2's, each repetition against its own bare run."""
+    try:
+        bare, ours, ref = (samples[m][kind] for m in ("bare", "ours", "openai_v2"))
+    except KeyError:
+        return []
+    return [round((o - b) / (r - b), 3) for b, o, r in zip(bare, ours, ref, strict=False) if r > b]
 
 
 def summarise(per: dict[str, dict[str, float]], kinds: tuple[str, ...]) -> dict:  # type: ignore[type-arg]
@@ -176,6 +202,9 @@ def _table(report: dict) -> str:  # type: ignore[type-arg]
             f"{'met' if t['pass'] else 'NOT met'}); best peer {t['best_peer']}: "
             f"{t['ratio_to_best_peer']:.2f} x"
         )
+        if "ratio_range" in t:
+            low, high = t["ratio_range"]
+            lines.append(f"  {kind}: by repetition {low:.2f} to {high:.2f} ({t['ratio_by_rep']})")
         if "budget_above_floor" in t:
             lines.append(
                 f"  {kind}: the target leaves {t['budget_above_floor']:,} above the span floor; "
@@ -202,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="server waits this long after each SSE chunk, so each arrives in a read of its own",
     )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of every mode, interleaved; medians taken"
+    )
     p.add_argument("--venv", type=Path, default=VENV, help="peers venv (default: .venv-peers)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -218,8 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     small, large = (5, 15) if args.quick else (args.small, args.large)
     python = ensure_venv(args.venv)
     t0 = time.monotonic()
-    per: dict[str, dict[str, float]] = {mode: {} for mode in modes}
-    jobs = [(mode, kind) for mode in modes for kind in kinds if mode in MODES_FOR[kind]]
+    samples: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}
+    jobs = [
+        (mode, kind)
+        for _ in range(max(1, args.repeat))
+        for mode in modes
+        for kind in kinds
+        if mode in MODES_FOR[kind]
+    ]
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))
     with (
@@ -238,9 +276,16 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(len(jobs))
         ]
     for (mode, kind), count in zip(jobs[:-1], counts[:-1]):
-        per[mode][kind] = count
+        samples[mode].setdefault(kind, []).append(count)
         print(f"{mode:<14} {kind:<6} {count:>14,.0f} instructions/call")
+    per = medians(samples)
     repeat = counts[-1]
+    summary = summarise(per, kinds)
+    for kind, target in summary["targets"].items():
+        by_rep = ratios_by_rep(samples, kind)
+        if len(by_rep) > 1:
+            target["ratio_by_rep"] = by_rep
+            target["ratio_range"] = [min(by_rep), max(by_rep)]
     report = {
         "benchmark": "instructions",
         "method": (
@@ -258,15 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "kinds": list(kinds),
         "labels": {m: LABELS[m] for m in modes},
+        "repeat": max(1, args.repeat),
+        "samples": {
+            m: {k: [round(v) for v in vs] for k, vs in by.items()} for m, by in samples.items()
+        },
         "repeat_check": {
             "kind": kinds[0],
-            "first": round(per["bare"][kinds[0]]),
+            "first": round(samples["bare"][kinds[0]][0]),
             "again": round(repeat),
-            "difference": round(abs(repeat - per["bare"][kinds[0]])),
-            "relative_difference": round(abs(repeat / per["bare"][kinds[0]] - 1), 5),
+            "difference": round(abs(repeat - samples["bare"][kinds[0]][0])),
+            "relative_difference": round(abs(repeat / samples["bare"][kinds[0]][0] - 1), 5),
         },
         "elapsed_s": round(time.monotonic() - t0, 1),
-        **summarise(per, kinds),
+        **summary,
     }
     print(_table(report))
     rc = report["repeat_check"]

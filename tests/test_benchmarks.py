@@ -206,6 +206,20 @@ def test_instructions_summary_splits_our_cost_and_checks_the_targets() -> None:
     assert "NOT met" in text and "leaves" in text
 
 
+def test_instructions_repetitions_give_medians_and_paired_ratios() -> None:
+    # --repeat: a stream's count moves between runs, so each mode's median is the figure, and
+    # each repetition's ratio is taken against that repetition's own bare run.
+    instructions = _bench("instructions")
+    samples = {
+        "bare": {"stream": [1000.0, 1100.0, 1050.0]},
+        "ours": {"stream": [1060.0, 1150.0, 1400.0]},
+        "openai_v2": {"stream": [1100.0, 1200.0, 1150.0]},
+    }
+    assert instructions.medians(samples)["ours"]["stream"] == 1150.0
+    assert instructions.ratios_by_rep(samples, "stream") == [0.6, 0.5, 3.5]
+    assert instructions.ratios_by_rep(samples, "json") == []
+
+
 def test_sse_chunk_benchmark_compares_two_trees_in_one_run(tmp_path: Path) -> None:
     inside_git = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=BENCH, capture_output=True, check=False
