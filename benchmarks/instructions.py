@@ -20,15 +20,15 @@ of the warm heap (about a million instructions per call when spread over 40 call
 in one of the two runs or in neither, and decides the figure. What the counted calls leave alive
 is still collected, so garbage a tracer makes is still its cost.
 
-The server writes a stream's chunks back to back, so under valgrind's slowdown most of a stream
-arrives in one or two reads; ``--pace-ms`` makes the server wait after each chunk, so that each
-arrives in a read of its own as a model's tokens do (every read then runs the whole stack, the
-client's SSE decoding and a tracer's read hook included).
+The server writes a stream's chunks back to back; ``--pace-ms`` makes it wait after each chunk,
+as a model's tokens arrive. Counted under valgrind without it, the chunks already arrive one
+read each (7,592 and 7,573 ``data_received`` calls in two runs of ``--calls stream:120``, about
+53 a call).
 
-A JSON call is one read and its count repeats within 0.02 %; a stream is some 54 reads, and
-whether each finds its bytes ready moves how often the client's loop turns: a stream's count
-moves by up to 100,000 instructions a call between runs of the same code, as much as the gap to
-a target. ``--repeat K`` runs every mode K times, the repetitions interleaved, and takes each
+A JSON call is one read and its count repeats within 0.02 %. A stream's count moves by up to
+100,000 instructions a call between runs of the same code, as much as the gap to a target, and
+not by its number of reads (above): something timing-dependent in the client's loop, not pinned
+down. ``--repeat K`` runs every mode K times, the repetitions interleaved, and takes each
 count's median; the targets then also give the ratio of each repetition (its own bare, ours and
 openai-v2 runs) and their range.
 
