@@ -295,3 +295,18 @@ def test_a_text_chunk_that_is_not_json_reads_as_the_general_path_does(bad, compa
     fast = ADAPTER.parse_stream_body(body)
     if fast is not None:
         _same(fast, general)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_an_escape_cut_at_a_texts_end_does_not_borrow_the_next_text(compact, ascii_only):
+    # "He\u00" is no JSON string, so the general path drops that chunk; read together with the
+    # next text ("e9...") the cut escape would become a valid "é".
+    rest = " world" if ascii_only else " wörld"
+    body = _body(HEAD + _texts(["x", "y", rest]) + TAIL, compact=compact)
+    body = body.replace(b'"x"', b'"He\\u00"').replace(b'"y"', b'"e9"')
+    general = _general(body)
+    assert general.output["content"] == "e9" + rest
+    fast = ADAPTER.parse_stream_body(body)
+    if fast is not None:
+        _same(fast, general)

@@ -11,7 +11,7 @@ _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 # Byte values, not one-byte strings, for ``in``: CPython's bytes.__contains__ first tries its
 # argument as an integer, and for a bytes argument raises and clears a TypeError to find out,
 # which costs ten times the scan of a short body.
-_CR, _LF = 0x0D, 0x0A
+CR, LF = 0x0D, 0x0A
 
 
 class SSEEvent(NamedTuple):
@@ -32,7 +32,7 @@ def parse_sse(body: bytes, *, base_offset: int = 0, partial_head: bool = False) 
     a half JSON payload is the adapter's to reject. With ``partial_head`` the first block is
     dropped, because a tail window usually starts inside an event.
     """
-    if _CR in body:
+    if CR in body:
         return _parse_general(body, base_offset, partial_head)
     # The common case, fast: blank-line separated events with one `data:` line each. Splitting
     # bytes keeps offsets in bytes (they map to arrival times) and is one C call for the body.
@@ -47,7 +47,7 @@ def parse_sse(body: bytes, *, base_offset: int = 0, partial_head: bool = False) 
             continue
         if not block:
             continue
-        if block[:6] == b"data: " and _LF not in block:
+        if block[:6] == b"data: " and LF not in block:
             # tuple.__new__ skips the named tuple's Python-level __new__: once per event.
             data = block[6:].decode("utf-8", "replace")
             events.append(_new_event(SSEEvent, (start, "", data)))

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._sse import parse_sse
+from .._sse import CR, parse_sse
 from ._common import json_loads, opt_str
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def parse_chat_stream_fast(
     ``accumulator`` makes the adapter's ``StreamAccumulator`` (passed in: the two modules would
     import each other).
     """
-    if 0x0D in body:  # a CR (an int: ``bytes in bytes`` raises and clears a TypeError first)
+    if CR in body:
         return None
     choices = body.find(_KEY)
     if choices == -1:
@@ -176,20 +176,26 @@ def _event_start(body: bytes, pos: int) -> int:
 
 
 def _decode_texts(texts: list[bytes]) -> list[str] | None:
-    # JSON string contents concatenate into a valid JSON string: one decode for all of them.
     # ``None`` when an escape is not JSON (``\x``, a short ``\u``): the general path drops
     # that chunk alone, so it decides.
-    joined_bytes = b"".join(texts)
-    if joined_bytes.isascii():
-        joined = joined_bytes.decode("ascii")
+    joined = b"".join(texts)
+    if joined.isascii():
+        if 0x5C not in joined:  # no backslash: the texts are their own decoding
+            return [joined.decode("ascii")]
+        array = '["' + b'","'.join(texts).decode("ascii") + '"]'
     else:
         # Each text on its own, with replacement, as the general path decodes each event:
         # invalid UTF-8 then costs a character, not the response, and bytes of two texts never
         # combine into one character.
-        joined = "".join(t.decode("utf-8", "replace") for t in texts)
-    if "\\" in joined:
-        try:
-            return [json.loads('"' + joined + '"')]
-        except ValueError:
-            return None
-    return [joined]
+        parts = [t.decode("utf-8", "replace") for t in texts]
+        text = "".join(parts)
+        if "\\" not in text:
+            return [text]
+        array = '["' + '","'.join(parts) + '"]'
+    # One JSON array of the texts (the pattern lets none hold a bare quote or end in a lone
+    # backslash, so each is one element): an escape cut at the end of one text ("\u00") fails
+    # as the general path fails it instead of borrowing the next text's first characters.
+    try:
+        return json.loads(array)
+    except ValueError:
+        return None
