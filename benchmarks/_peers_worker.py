@@ -12,7 +12,10 @@ failure; anything the libraries print goes to stderr):
 * ``{"cmd": "burst", "kind": "json"|"stream", "n": N, "concurrency": C}``: N calls at concurrency
   C, after a ``gc.collect()`` outside the window; the timed window ends after ``force_flush()``
   (and Langfuse's ``flush()``), so every mode pays for exporting its own spans. Fails if the
-  exported spans are not exactly one per call.
+  exported spans are not exactly one per call. With ``"start_at"`` and ``"until"`` (both
+  ``time.monotonic()`` values, a system-wide clock, so every worker shares them) it is a window
+  instead (``llm_peers.py --parallel``): the calls start at ``start_at`` and go on while it is
+  before ``until``; the reply's ``n`` says how many were made.
 * ``{"cmd": "quit"}``.
 
 ``--calls KIND:N`` runs no protocol: set up and check as ``init`` does, 20 warm-up calls of
@@ -239,21 +242,29 @@ class Worker:
                 raise RuntimeError(f"GET /plain answered {resp.status}")
         return 1
 
-    async def _run(self, kind: str, n: int, concurrency: int) -> int:
+    async def _run(
+        self, kind: str, n: int, concurrency: int, until: float | None = None
+    ) -> tuple[int, int]:
+        """``n`` calls at ``concurrency``, or as many as start before ``until`` (monotonic).
+
+        Returns (calls made, results): a stream's result counts its chunks.
+        """
         call = {"json": self._json, "stream": self._stream, "plain": self._plain}[kind]
         remaining = n
-        got = 0
+        calls = got = 0
 
         async def loop() -> None:
-            nonlocal remaining, got
-            while remaining > 0:
+            nonlocal remaining, calls, got
+            while remaining > 0 if until is None else time.monotonic() < until:
                 remaining -= 1
+                calls += 1
                 out = await call()
                 got += out if kind == "stream" else 1
             return None
 
-        await asyncio.gather(*(loop() for _ in range(min(concurrency, n))))
-        return got
+        workers = concurrency if until is not None else min(concurrency, n)
+        await asyncio.gather(*(loop() for _ in range(workers)))
+        return calls, got
 
     def _flush(self) -> None:
         if self.langfuse is not None:
@@ -343,12 +354,16 @@ class Worker:
     async def burst(self, msg: dict) -> dict:
         import psutil
 
-        kind, n, conc = msg["kind"], int(msg["n"]), int(msg.get("concurrency", 20))
+        kind, conc = msg["kind"], int(msg.get("concurrency", 20))
+        start_at, until = msg.get("start_at"), msg.get("until")
         spans0 = self.exporter.count
         stub0 = _stub_spans(self.url) if self.langfuse is not None else 0
         gc.collect()
+        if start_at is not None:
+            # A window shared with the other modes' workers (CLOCK_MONOTONIC is system-wide).
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        got = await self._run(kind, n, conc)
+        n, got = await self._run(kind, int(msg.get("n", 0)), conc, until)
         self._flush()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         spans = self.exporter.count - spans0
@@ -360,7 +375,7 @@ class Worker:
         want = n if self.expect_spans else 0
         if spans != want:
             raise RuntimeError(f"{self.mode}: {kind} burst exported {spans} spans, expected {want}")
-        out = {"wall_s": wall, "cpu_s": cpu, "spans": spans, "rss_mb": _rss_mb(psutil)}
+        out = {"n": n, "wall_s": wall, "cpu_s": cpu, "spans": spans, "rss_mb": _rss_mb(psutil)}
         if self.langfuse is not None:
             out["stub_spans"] = _stub_spans(self.url) - stub0
             if out["stub_spans"] != n:

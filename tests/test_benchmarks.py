@@ -285,6 +285,55 @@ def test_llm_peers_interval_resamples_whole_rounds() -> None:
     assert llm_peers._round_interval(ours, {k: ref[k] for k in rounds[:8]})["rounds"] == 8
 
 
+def test_llm_peers_parallel_windows_are_shared_and_counted_per_worker() -> None:
+    # --parallel: every worker gets the same window, and each sample carries the calls that
+    # worker made in it (they differ by mode), which the per-call figures divide by.
+    llm_peers = _bench("llm_peers")
+
+    class FakeWorker:
+        def __init__(self, mode: str, calls: int) -> None:
+            self.mode, self.calls, self.sent = mode, calls, []
+
+        def send(self, msg: dict) -> None:
+            self.sent.append(msg)
+
+        def recv(self, timeout: float) -> dict:
+            return {"ok": True, "n": self.calls, "wall_s": 2.5, "cpu_s": 0.5 * self.calls / 100,
+                    "spans": self.calls, "rss_mb": 70.0}  # fmt: skip
+
+    workers = [FakeWorker("bare", 300), FakeWorker("ours", 240)]
+    samples = llm_peers._window(workers, "json", 2.0, 20)  # type: ignore[arg-type]
+    (a,), (b,) = workers[0].sent, workers[1].sent
+    assert a == b and a["until"] - a["start_at"] == 2.0 and a["concurrency"] == 20
+    assert [(s["mode"], s["n"]) for s in samples] == [("bare", 300), ("ours", 240)]
+    rows = [{"rep": 0, "round": 0, "position": i, **s} for i, s in enumerate(samples)]
+    cpu = llm_peers.aggregate(rows, ["bare", "ours"], "cpu_s")["rows"]
+    assert cpu["bare"]["json"]["us"] == pytest.approx(5000.0)
+    assert cpu["ours"]["json"]["overhead_us"] == pytest.approx(0.0)
+
+
+def test_peers_worker_runs_until_the_window_closes() -> None:
+    import asyncio
+    import time
+
+    worker = _bench("_peers_worker").Worker("bare", "http://127.0.0.1:1")
+    started = 0
+
+    async def call() -> str:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0)
+        return "Paris"
+
+    worker._json = call
+    # A count: exactly n calls, however long they take.
+    assert asyncio.run(worker._run("json", 7, 3)) == (7, 7)
+    # A window: every one of the concurrent loops keeps calling until it closes, then stops.
+    started = 0
+    calls, got = asyncio.run(worker._run("json", 0, 3, time.monotonic() + 0.05))
+    assert calls == got == started >= 3
+
+
 def test_gc_cost_summary_takes_medians_per_generation() -> None:
     gc_cost = _bench("gc_cost")
     runs = [
