@@ -19,7 +19,8 @@ failure; anything the libraries print goes to stderr):
 * ``{"cmd": "quit"}``.
 
 ``--calls KIND:N`` runs no protocol: set up and check as ``init`` does, 20 warm-up calls of
-``KIND``, then ``N`` more one after the other, a flush, and exit. ``instructions.py`` runs it
+``KIND``, then ``N`` more one after the other (``--concurrency C``: C at a time), a flush, and
+exit. ``instructions.py`` runs it
 under cachegrind.
 
 Every mode has a global TracerProvider with a BatchSpanProcessor into a counting no-op exporter.
@@ -36,6 +37,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -362,10 +364,11 @@ class Worker:
         if start_at is not None:
             # A window shared with the other modes' workers (CLOCK_MONOTONIC is system-wide).
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0, use0 = time.perf_counter(), time.process_time(), resource.getrusage(_SELF)
         n, got = await self._run(kind, int(msg.get("n", 0)), conc, until)
         self._flush()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        use = resource.getrusage(_SELF)
         spans = self.exporter.count - spans0
         want_units = n * (STREAM_CHUNKS if kind == "stream" else 1)
         if got != want_units:
@@ -376,23 +379,28 @@ class Worker:
         if spans != want:
             raise RuntimeError(f"{self.mode}: {kind} burst exported {spans} spans, expected {want}")
         out = {"n": n, "wall_s": wall, "cpu_s": cpu, "spans": spans, "rss_mb": _rss_mb(psutil)}
+        # Where the CPU time went: kernel time, context switches and page faults are not in
+        # the instruction counts of instructions.py.
+        out |= {f: getattr(use, f) - getattr(use0, f) for f in _RUSAGE}
         if self.langfuse is not None:
             out["stub_spans"] = _stub_spans(self.url) - stub0
             if out["stub_spans"] != n:
                 raise RuntimeError(f"langfuse: stub got {out['stub_spans']} spans, expected {n}")
         return out
 
-    async def count(self, kind: str, n: int) -> None:
-        """The ``--calls`` run: set up, warm up, then ``n`` calls of ``kind`` in sequence."""
+    async def count(self, kind: str, n: int, concurrency: int = 1) -> None:
+        """The ``--calls`` run: set up, warm up, then ``n`` calls of ``kind``, ``concurrency``
+        at a time (one after the other by default)."""
         self._instrument()
         await self._check()
-        await self._run(kind, 20, 1)  # warm-up: the kind that is counted, nothing else
+        # Warm-up: the kind that is counted, nothing else.
+        await self._run(kind, max(20, concurrency), concurrency)
         # Everything alive so far is left out of later collections: a full collection then
         # walks only what the counted calls left behind, so its cost grows with the calls
         # instead of landing, whole, in one run of N and not in the other.
         gc.collect()
         gc.freeze()
-        await self._run(kind, n, 1)
+        await self._run(kind, n, concurrency)
         self._flush()
         await self.close()
 
@@ -414,6 +422,10 @@ _DISTS = (
 )
 
 
+_SELF = resource.RUSAGE_SELF
+_RUSAGE = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
+
+
 def _rss_mb(psutil) -> float:  # type: ignore[no-untyped-def]
     return psutil.Process().memory_info().rss / 2**20
 
@@ -423,10 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", required=True, choices=MODES)
     parser.add_argument("--url", required=True)
     parser.add_argument("--calls", help="KIND:N - run N calls of KIND (json|stream|plain) and exit")
+    parser.add_argument("--concurrency", type=int, default=1, help="--calls: calls in flight")
     args = parser.parse_args(argv)
     if args.calls:
         kind, _, n = args.calls.partition(":")
-        asyncio.run(Worker(args.mode, args.url).count(kind, int(n)))
+        asyncio.run(Worker(args.mode, args.url).count(kind, int(n), args.concurrency))
         return 0
     # The protocol owns the real stdout; anything a library prints goes to stderr instead.
     proto = os.fdopen(os.dup(1), "w", buffering=1)

@@ -73,7 +73,9 @@ KINDS = ("json", "stream", "plain")
 _IREFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
 
-def instructions(python: Path, url: str, mode: str, kind: str, n: int, pin: bool) -> int:
+def instructions(
+    python: Path, url: str, mode: str, kind: str, n: int, pin: bool, concurrency: int = 1
+) -> int:
     """Instructions executed by one worker run of ``n`` calls (start-up included)."""
     cmd = [
         "valgrind",
@@ -88,6 +90,8 @@ def instructions(python: Path, url: str, mode: str, kind: str, n: int, pin: bool
         url,
         "--calls",
         f"{kind}:{n}",
+        "--concurrency",
+        str(concurrency),
     ]
     if pin and hasattr(os, "sched_setaffinity"):
         cmd = ["taskset", "-c", "0", *cmd]
@@ -223,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large", type=int, default=90, help="calls in the long run")
     p.add_argument("--quick", action="store_true", help="bare and ours, 5 and 15 calls")
     p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="calls in flight at once, as llm_peers.py runs them (20); give --small and "
+        "--large as multiples of it",
+    )
+    p.add_argument(
         "--jobs", type=int, default=1, help="valgrind runs side by side (timing moves counts)"
     )
     p.add_argument(
@@ -267,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         # Side by side (--jobs 2) is twice as fast, but a server that shares its CPU answers
         # later, the client loop turns more often, and a figure moves by up to 40,000.
         runs = {
-            (i, n): pool.submit(instructions, python, url, mode, kind, n, args.jobs == 1)
+            (i, n): pool.submit(
+                instructions, python, url, mode, kind, n, args.jobs == 1, args.concurrency
+            )
             for i, (mode, kind) in enumerate(jobs)
             for n in (small, large)
         }
@@ -291,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "method": (
             "valgrind cachegrind --cache-sim=no, whole process, PYTHONHASHSEED=0; "
             f"per call = (I refs of {large} calls - I refs of {small}) / {large - small}, "
-            "sequential calls through the openai SDK (plain: a GET on the SDK's own session); "
+            + (
+                "sequential calls"
+                if args.concurrency == 1
+                else f"calls {args.concurrency} at a time"
+            )
+            + " through the openai SDK (plain: a GET on the SDK's own session); "
             "overhead = mode - bare"
             + (
                 f"; the server waits {args.pace_ms:g} ms after each SSE chunk"

@@ -97,6 +97,10 @@ sys.path.insert(0, str(HERE))
 
 from _peers_worker import DEFAULT_MODES, LABELS, MODES, STREAM_CHUNKS, mode_env  # noqa: E402
 
+# getrusage() fields every burst reports besides its CPU time (user/system split, context
+# switches, page faults).
+RUSAGE = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
+
 VENV = ROOT / ".venv-peers"
 CONSTRAINTS = HERE / "peers-constraints.txt"
 RESULTS = HERE / "results" / "llm_peers.json"
@@ -361,7 +365,7 @@ class Planner:
         return max(done or 1, min(self.rounds, fit))  # a started rep gets at least one round
 
 
-_KEYS = ("wall_s", "cpu_s", "spans", "stub_spans", "rss_mb")
+_KEYS = ("wall_s", "cpu_s", "spans", "stub_spans", "rss_mb", *RUSAGE)
 
 
 def _burst(worker: WorkerProc, kind: str, n: int, concurrency: int) -> dict:
@@ -652,7 +656,7 @@ def cpu_share(samples: list[dict]) -> dict[str, float]:
 # -- output ----------------------------------------------------------------------------------
 
 SAMPLE_FIELDS = ("rep", "round", "position", "kind", "mode", "n", "wall_s", "cpu_s", "spans",
-                 "stub_spans", "rss_mb")  # fmt: skip
+                 "stub_spans", "rss_mb", *RUSAGE)  # fmt: skip
 
 
 def write_report(report: dict, path: Path) -> None:
