@@ -20,8 +20,7 @@ failure; anything the libraries print goes to stderr):
 
 ``--calls KIND:N`` runs no protocol: set up and check as ``init`` does, 20 warm-up calls of
 ``KIND``, then ``N`` more one after the other (``--concurrency C``: C at a time), a flush, and
-exit. ``instructions.py`` runs it
-under cachegrind.
+exit. ``instructions.py`` runs it under cachegrind.
 
 Every mode has a global TracerProvider with a BatchSpanProcessor into a counting no-op exporter.
 Every mode builds the SDK client the same way, ``DefaultAioHttpClient(transport=AiohttpTransport(
@@ -381,7 +380,7 @@ class Worker:
         out = {"n": n, "wall_s": wall, "cpu_s": cpu, "spans": spans, "rss_mb": _rss_mb(psutil)}
         # Where the CPU time went: kernel time, context switches and page faults are not in
         # the instruction counts of instructions.py.
-        out |= {f: getattr(use, f) - getattr(use0, f) for f in _RUSAGE}
+        out |= {f: getattr(use, f) - getattr(use0, f) for f in RUSAGE}
         if self.langfuse is not None:
             out["stub_spans"] = _stub_spans(self.url) - stub0
             if out["stub_spans"] != n:
@@ -423,7 +422,9 @@ _DISTS = (
 
 
 _SELF = resource.RUSAGE_SELF
-_RUSAGE = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
+# getrusage() fields every burst reports besides its CPU time (user/system split, context
+# switches, page faults).
+RUSAGE = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
 
 
 def _rss_mb(psutil) -> float:  # type: ignore[no-untyped-def]

@@ -95,11 +95,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _peers_worker import DEFAULT_MODES, LABELS, MODES, STREAM_CHUNKS, mode_env  # noqa: E402
-
-# getrusage() fields every burst reports besides its CPU time (user/system split, context
-# switches, page faults).
-RUSAGE = ("ru_utime", "ru_stime", "ru_nvcsw", "ru_nivcsw", "ru_minflt")
+from _peers_worker import (  # noqa: E402
+    DEFAULT_MODES,
+    LABELS,
+    MODES,
+    RUSAGE,
+    STREAM_CHUNKS,
+    mode_env,
+)
 
 VENV = ROOT / ".venv-peers"
 CONSTRAINTS = HERE / "peers-constraints.txt"
@@ -368,10 +371,14 @@ class Planner:
 _KEYS = ("wall_s", "cpu_s", "spans", "stub_spans", "rss_mb", *RUSAGE)
 
 
+def _sample(worker: WorkerProc, kind: str, reply: dict) -> dict:
+    # ``n`` from the worker: a window's calls are counted there.
+    return {"kind": kind, "mode": worker.mode, "n": reply["n"], **{k: reply.get(k) for k in _KEYS}}
+
+
 def _burst(worker: WorkerProc, kind: str, n: int, concurrency: int) -> dict:
     msg = {"cmd": "burst", "kind": kind, "n": n, "concurrency": concurrency}
-    reply = worker.call(msg, _burst_timeout(kind, n))
-    return {"kind": kind, "mode": worker.mode, "n": n, **{k: reply.get(k) for k in _KEYS}}
+    return _sample(worker, kind, worker.call(msg, _burst_timeout(kind, n)))
 
 
 WINDOW_LEAD_S = 0.5  # for every worker's gc.collect() and the messages, before the window opens
@@ -389,12 +396,7 @@ def _window(workers: list[WorkerProc], kind: str, seconds: float, concurrency: i
     for w in workers:
         w.send(msg)
     timeout = WINDOW_LEAD_S + seconds + 60 * len(workers)
-    out = []
-    for w in workers:
-        reply = w.recv(timeout)
-        sample = {k: reply.get(k) for k in _KEYS}
-        out.append({"kind": kind, "mode": w.mode, "n": reply["n"], **sample})
-    return out
+    return [_sample(w, kind, w.recv(timeout)) for w in workers]
 
 
 def run(args: argparse.Namespace, t_start: float) -> dict:
@@ -708,8 +710,14 @@ def print_report(report: dict) -> None:
     console.print(
         f"[bold]openai SDK over aiohttp, one chat call[/]: {metric} time per call and overhead vs "
         f"bare; median of {len(report['rounds_done'])} rep(s) x {report['rounds_done']} rounds; "
-        f"bursts of {cfg['json_burst']} JSON / {cfg['stream_burst']} streams of {STREAM_CHUNKS} "
-        f"chunks at concurrency {cfg['concurrency']}"
+        + (
+            f"every mode at once in windows of {cfg['window']:g} s JSON / "
+            f"{cfg['window'] * STREAM_WINDOW:g} s streams of {STREAM_CHUNKS} chunks"
+            if cfg.get("parallel")
+            else f"bursts of {cfg['json_burst']} JSON / {cfg['stream_burst']} streams of "
+            f"{STREAM_CHUNKS} chunks"
+        )
+        + f" at concurrency {cfg['concurrency']}"
     )
     for kind, label in (("json", "JSON chat (1037 B)"), ("stream", "stream (50 + usage chunks)")):
         table = Table(title=f"{label}, {metric} us/call", title_justify="left")

@@ -312,6 +312,35 @@ def test_llm_peers_parallel_windows_are_shared_and_counted_per_worker() -> None:
     assert cpu["ours"]["json"]["overhead_us"] == pytest.approx(0.0)
 
 
+def test_llm_peers_parallel_window_runs_real_workers_at_once(tmp_path: Path) -> None:
+    # The real thing, small: the mock server and two worker processes (bare and ours) through
+    # the openai SDK over aiohttp, one shared window; each counts its own calls and spans.
+    import time
+
+    llm_peers = _bench("llm_peers")
+    deadline = llm_peers.Deadline(time.time(), 200)
+    with llm_peers.server_process(None, tmp_path) as url:
+        workers = [
+            llm_peers.WorkerProc(mode, url, None, tmp_path, deadline) for mode in ("bare", "ours")
+        ]
+        try:
+            for w in workers:
+                w.call({"cmd": "init", "warmup_json": 4, "warmup_stream": 2}, timeout=120)
+            samples = llm_peers._window(workers, "json", 0.3, 4)
+        finally:
+            for w in workers:
+                w.stop()
+    bare, ours = samples
+    assert (bare["mode"], ours["mode"]) == ("bare", "ours")
+    # Four loops each, every one calling until the window closed; one span per call for ours.
+    assert bare["n"] >= 4 and ours["n"] >= 4
+    assert (bare["spans"], ours["spans"]) == (0, ours["n"])
+    # The worker's own CPU time, with getrusage's split beside it.
+    assert all(s["cpu_s"] > 0 and s["ru_utime"] > 0 for s in samples)
+    # Each ran the window, from about its start (a late wake-up shortens it) to its close.
+    assert all(0.15 < s["wall_s"] < 10 for s in samples)
+
+
 def test_peers_worker_runs_until_the_window_closes() -> None:
     import asyncio
     import time
