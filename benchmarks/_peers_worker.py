@@ -59,8 +59,11 @@ MODES = (
     "floorm",
     "floorc",
     "instm",
+    "ours_general",
 )
 DEFAULT_MODES = MODES[:6]
+PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
+"""The other LLM tracers; every other mode is ours or a reference point."""
 LABELS = {
     "bare": "bare (no instrumentation)",
     "ours": "ours (aiohttp-llm-tracing)",
@@ -74,6 +77,7 @@ LABELS = {
     "floor": "the span floor: an SDK span per request, nothing else",
     "floorm": "the span floor plus one SDK histogram record per request",
     "floorc": "the span floor writing our HTTP span's attributes and headers, no lifecycle",
+    "ours_general": "ours with the plain-JSON chat fast path off (every call the general end)",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -152,9 +156,14 @@ class Worker:
         trace.set_tracer_provider(self.provider)
         mode, tp = self.mode, self.provider
         self.trace_configs: list = []
-        if mode == "ours":
+        if mode in ("ours", "ours_general"):
             from aiohttp_llm_tracing import create_trace_config
 
+            if mode == "ours_general":
+                import aiohttp_llm_tracing._llm as llm
+
+                # What the one-pass end of a plain JSON chat call saves (_llm_fast.py).
+                llm.chat_json_attributes = lambda call, status: None  # type: ignore[assignment]
             self.trace_configs = [create_trace_config(tracer_provider=tp)]
         elif mode == "ours_http":
             from aiohttp_llm_tracing import create_trace_config

@@ -26,7 +26,9 @@ exporter that is flushed inside the timed window; see ``_peers_worker.py``):
   ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY`` (util-genai 1.1b0 rejects
   ``true``); ``openai_v2_nocontent`` (not run by default) is the same with ``NO_CONTENT``.
 * ``ours_http`` (not run by default): ours with ``llm=False``, the HTTP span alone, so that
-  ``ours - ours_http`` is what the LLM layer costs in the same run.
+  ``ours - ours_http`` is what the LLM layer costs in the same run; ``ours_general`` (not run
+  by default): ours with the one-pass end of plain JSON chat calls off, so that
+  ``ours_general - ours`` is what it saves.
 * ``openllmetry``: opentelemetry-instrumentation-openai (content on by default).
 * ``openinference``: openinference-instrumentation-openai (content on by default).
 * ``langfuse``: ``from langfuse.openai import AsyncOpenAI``; its OTLP/HTTP export goes to a stub on
@@ -99,6 +101,7 @@ from _peers_worker import (  # noqa: E402
     DEFAULT_MODES,
     LABELS,
     MODES,
+    PEERS,
     RUSAGE,
     STREAM_CHUNKS,
     mode_env,
@@ -625,7 +628,7 @@ def _ahead_of_best_peer(rows: dict, kind: str) -> dict:
     peers = {
         m: r[kind]["overhead_us"]
         for m, r in rows.items()
-        if m not in (BASELINE, OURS, "ours_http") and r.get(kind, {}).get("overhead_us") is not None
+        if m in PEERS and r.get(kind, {}).get("overhead_us") is not None
     }
     if not peers or OURS not in rows:
         return {}
@@ -696,6 +699,7 @@ SHORT = {
     "langfuse": "langfuse",
     "openai_v2_nocontent": "openai-v2 no content",
     "ours_http": "ours HTTP only",
+    "ours_general": "ours, general end",
 }
 
 

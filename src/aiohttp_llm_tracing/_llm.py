@@ -37,9 +37,10 @@ from ._framing import stream_kind
 from ._http_conventions import llm_header_attributes
 from ._llm_attributes import cut, mark, request_attributes, response_attributes
 from ._llm_bodies import error_snippet, read_request, read_response
+from ._llm_fast import chat_json_attributes
 from ._media import elide_media
 from ._redact import _SENSITIVE_QUERY, redact_secrets
-from .adapters import DEFAULT_ADAPTERS, Adapter, ParsedRequest, ParsedResponse
+from .adapters import DEFAULT_ADAPTERS, Adapter, OpenAIChat, ParsedRequest, ParsedResponse
 from .adapters._common import MESSAGES_WANTED
 
 if TYPE_CHECKING:
@@ -260,6 +261,21 @@ class LLMCall:
 
         Returns the API's error message when the body reported one, for the span's status.
         """
+        adapter = self.adapter
+        if adapter.__class__ is OpenAIChat and not adapter.__dict__:
+            # Exactly the built-in adapter: a subclass, or a method patched on the instance,
+            # may parse differently.
+            try:
+                fast = chat_json_attributes(self, entry.status_code)
+            except Exception as exc:  # counted; the general path still describes the call
+                self.failures.append(("llm.fast_path", exc))
+                fast = None
+            if fast is not None:
+                request_model, model, generation = fast
+                attributes.update(llm_header_attributes(self.response_headers))
+                self._name(entry, request_model, model)
+                attributes.update(generation)
+                return None
         # The GenAI message schema is built only when it is exported.
         token = MESSAGES_WANTED.set(self.options.gen_ai_content)
         try:
@@ -277,10 +293,7 @@ class LLMCall:
             # The API's own words, content capture or not: never with a key it echoed back.
             response.error_message = self._redact(response.error_message)
         model = (response.model if response else None) or request.model
-        if self.trace_attrs.name is None:
-            operation = self.adapter.operation
-            name = f"{operation} {request.model or model}" if model else operation
-            entry.span.update_name(exportable_str(name))
+        self._name(entry, request.model, model)
         request_attributes(attributes, request, self)
         message = None
         if response is not None:
@@ -299,6 +312,13 @@ class LLMCall:
             for site, failure in dict(reversed(self.failures)).items():  # once per site, the first
                 entry.internal_error(site, failure)
         return message
+
+    def _name(self, entry: HttpSpan, request_model: str | None, model: str | None) -> None:
+        """``{operation} {model}``, the conventions' span name, unless the caller named it."""
+        if self.trace_attrs.name is None:
+            operation = self.adapter.operation
+            name = f"{operation} {request_model or model}" if model else operation
+            entry.span.update_name(exportable_str(name))
 
     def _parse(
         self, attributes: dict[str, Any], reason: str

@@ -12,7 +12,15 @@ from .adapters import ParsedRequest, ParsedResponse, Usage
 if TYPE_CHECKING:
     from ._llm import LLMCall
 
-__all__ = ["cut", "mark", "request_attributes", "response_attributes", "usage_attributes"]
+__all__ = [
+    "cut",
+    "mark",
+    "parameter_attributes",
+    "request_attributes",
+    "response_attributes",
+    "token_attributes",
+    "usage_attributes",
+]
 
 _PARAMETER_ATTRIBUTES = {
     "temperature": A.GEN_AI_REQUEST_TEMPERATURE,
@@ -31,20 +39,7 @@ def request_attributes(attributes: dict[str, Any], request: ParsedRequest, call:
     """What the request asked for, as attributes (content only when captured)."""
     if request.model:
         attributes[A.GEN_AI_REQUEST_MODEL] = request.model
-    parameters = request.parameters
-    for name, value in parameters.items():
-        key = _PARAMETER_ATTRIBUTES.get(name)
-        if key is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            attributes[key] = value
-    stop = parameters.get("stop", parameters.get("stop_sequences"))
-    if stop is not None:
-        attributes[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else stop
-    if isinstance(parameters.get("n"), int) and parameters["n"] != 1:
-        attributes[A.GEN_AI_REQUEST_CHOICE_COUNT] = parameters["n"]
-    if request.stream:
-        attributes[A.GEN_AI_REQUEST_STREAM] = True
-    if parameters:
-        attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = dumps(parameters)
+    parameter_attributes(attributes, request.parameters, request.stream)
     attributes.update(request.attributes)
     options = call.options
     if options.langfuse_content:
@@ -58,6 +53,25 @@ def request_attributes(attributes: dict[str, Any], request: ParsedRequest, call:
         ):
             if value:
                 _content(call, attributes, key, value)
+
+
+def parameter_attributes(
+    attributes: dict[str, Any], parameters: dict[str, Any], stream: bool
+) -> None:
+    """The sampling parameters under the GenAI names and as Langfuse's model parameters."""
+    for name, value in parameters.items():
+        key = _PARAMETER_ATTRIBUTES.get(name)
+        if key is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            attributes[key] = value
+    stop = parameters.get("stop", parameters.get("stop_sequences"))
+    if stop is not None:
+        attributes[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else stop
+    if isinstance(parameters.get("n"), int) and parameters["n"] != 1:
+        attributes[A.GEN_AI_REQUEST_CHOICE_COUNT] = parameters["n"]
+    if stream:
+        attributes[A.GEN_AI_REQUEST_STREAM] = True
+    if parameters:
+        attributes[A.LANGFUSE_OBSERVATION_MODEL_PARAMETERS] = dumps(parameters)
 
 
 def response_attributes(
@@ -111,34 +125,53 @@ def _content(call: LLMCall, attributes: dict[str, Any], key: str, value: Any) ->
 
 def usage_attributes(attributes: dict[str, Any], usage: Usage) -> None:
     """Token counts under the GenAI names and as Langfuse's usage details."""
-    if usage.input is not None:
-        attributes[A.GEN_AI_USAGE_INPUT_TOKENS] = usage.input
-    if usage.output is not None:
-        attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output
-    if usage.cache_read:
-        attributes[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
-    if usage.cache_creation:
-        attributes[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_creation
-    if usage.reasoning:
-        attributes[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning
+    token_attributes(
+        attributes,
+        usage.input,
+        usage.output,
+        usage.total,
+        usage.cache_read,
+        usage.cache_creation,
+        usage.reasoning,
+    )
+
+
+def token_attributes(
+    attributes: dict[str, Any],
+    input_tokens: int | None,
+    output_tokens: int | None,
+    total: int | None,
+    cache_read: int | None,
+    cache_creation: int | None,
+    reasoning: int | None,
+) -> None:
+    """:func:`usage_attributes` from the counts themselves."""
+    if input_tokens is not None:
+        attributes[A.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+    if output_tokens is not None:
+        attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+    if cache_read:
+        attributes[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
+    if cache_creation:
+        attributes[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_creation
+    if reasoning:
+        attributes[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
     # Langfuse prices each bucket separately, so cached and reasoning tokens are split out of
     # input and output rather than counted twice (as its own OpenAI usage mapping does).
     details: dict[str, int] = {}
     # Langfuse rejects negative counts; an inconsistent usage object must not produce one.
-    if usage.input is not None:
-        cached = (usage.cache_read or 0) + (usage.cache_creation or 0)
-        details["input"] = max(0, usage.input - cached)
-    if usage.output is not None:
-        details["output"] = max(0, usage.output - (usage.reasoning or 0))
-    if usage.cache_read:
-        details["input_cached_tokens"] = usage.cache_read
-    if usage.cache_creation:
-        details["input_cache_creation"] = usage.cache_creation
-    if usage.reasoning:
-        details["output_reasoning_tokens"] = usage.reasoning
-    total = usage.total
-    if total is None and usage.input is not None and usage.output is not None:
-        total = usage.input + usage.output
+    if input_tokens is not None:
+        details["input"] = max(0, input_tokens - ((cache_read or 0) + (cache_creation or 0)))
+    if output_tokens is not None:
+        details["output"] = max(0, output_tokens - (reasoning or 0))
+    if cache_read:
+        details["input_cached_tokens"] = cache_read
+    if cache_creation:
+        details["input_cache_creation"] = cache_creation
+    if reasoning:
+        details["output_reasoning_tokens"] = reasoning
+    if total is None and input_tokens is not None and output_tokens is not None:
+        total = input_tokens + output_tokens
     if total is not None:
         details["total"] = total
     if details:

@@ -12,7 +12,7 @@ from . import _common as c
 from ._chat_stream import parse_chat_stream_fast
 from .base import ParsedRequest, ParsedResponse
 
-_PARAMETERS = (
+PARAMETERS = (
     "temperature",
     "max_tokens",
     "max_completion_tokens",
@@ -26,6 +26,14 @@ _PARAMETERS = (
     "service_tier",
     "response_format",
 )
+
+
+def chat_parameters(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat request's sampling parameters, ``response_format`` by its type."""
+    parameters = c.pick(body, PARAMETERS)
+    if isinstance(body.get("response_format"), dict):
+        parameters["response_format"] = body["response_format"].get("type")
+    return parameters
 
 
 class OpenAIChat:
@@ -46,12 +54,9 @@ class OpenAIChat:
         langfuse_input: Any = messages
         if tools:
             langfuse_input = {"messages": messages, "tools": tools}
-        parameters = c.pick(body, _PARAMETERS)
-        if isinstance(body.get("response_format"), dict):
-            parameters["response_format"] = body["response_format"].get("type")
         return ParsedRequest(
             model=c.opt_str(body.get("model")) or c.azure_deployment(path),
-            parameters=parameters,
+            parameters=chat_parameters(body),
             input=langfuse_input,
             messages=c.chat_messages(messages) if c.messages_wanted() else None,
             tools=tools,
@@ -64,7 +69,7 @@ class OpenAIChat:
             return error
         body = c.as_dict(body)
         choices = [ch for ch in c.as_list(body.get("choices")) if isinstance(ch, dict)]
-        outputs = [_output_message(c.as_dict(ch.get("message"))) for ch in choices]
+        outputs = [output_message(c.as_dict(ch.get("message"))) for ch in choices]
         reasons = [c.opt_str(ch.get("finish_reason")) for ch in choices]
         return ParsedResponse(
             id=c.opt_str(body.get("id")),
@@ -261,7 +266,8 @@ def _accumulated_message(acc: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _output_message(message: dict[str, Any]) -> dict[str, Any]:
+def output_message(message: dict[str, Any]) -> dict[str, Any]:
+    """One choice's message as recorded: role and content, plus what else it carries."""
     out = {"role": message.get("role", "assistant"), "content": message.get("content")}
     for key in ("tool_calls", "function_call", "refusal", "audio"):
         if message.get(key):
