@@ -163,7 +163,7 @@ class Worker:
                 import aiohttp_llm_tracing._llm as llm
 
                 # What the one-pass end of a plain JSON chat call saves (_llm_fast.py).
-                llm.chat_json_attributes = lambda call, status: None  # type: ignore[assignment]
+                llm.chat_attributes = lambda call, status, reason: None  # type: ignore[assignment]
             self.trace_configs = [create_trace_config(tracer_provider=tp)]
         elif mode == "ours_http":
             from aiohttp_llm_tracing import create_trace_config

@@ -37,7 +37,7 @@ from ._framing import stream_kind
 from ._http_conventions import llm_header_attributes
 from ._llm_attributes import cut, mark, request_attributes, response_attributes
 from ._llm_bodies import error_snippet, read_request, read_response
-from ._llm_fast import chat_json_attributes
+from ._llm_fast import chat_attributes
 from ._media import elide_media
 from ._redact import _SENSITIVE_QUERY, redact_secrets
 from .adapters import DEFAULT_ADAPTERS, Adapter, OpenAIChat, ParsedRequest, ParsedResponse
@@ -266,7 +266,7 @@ class LLMCall:
             # Exactly the built-in adapter: a subclass, or a method patched on the instance,
             # may parse differently.
             try:
-                fast = chat_json_attributes(self, entry.status_code)
+                fast = chat_attributes(self, entry.status_code, reason)
             except Exception as exc:  # counted; the general path still describes the call
                 self.failures.append(("llm.fast_path", exc))
                 fast = None

@@ -23,7 +23,7 @@ from .adapters import ParsedRequest, ParsedResponse
 if TYPE_CHECKING:
     from ._llm import LLMCall
 
-__all__ = ["error_snippet", "read_request", "read_response"]
+__all__ = ["error_snippet", "first_chunk_attributes", "read_request", "read_response"]
 
 _SSE_STARTS = (b"data:", b"event:", b"id:", b":")
 
@@ -179,11 +179,15 @@ def _first_chunk(
         arrived = next((marks[i][1] for i, size in enumerate(decoded.sizes) if size > offset), None)
     else:
         arrived = body.arrival_ns(offset)
-    if arrived is None:
-        return
-    attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (arrived - call.started_ns) / 1e9
+    if arrived is not None:
+        first_chunk_attributes(attributes, call.started_ns, arrived)
+
+
+def first_chunk_attributes(attributes: dict[str, Any], started_ns: int, arrived_ns: int) -> None:
+    """Time to first chunk, and Langfuse's completion start time, from two ``time_ns()``."""
+    attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (arrived_ns - started_ns) / 1e9
     attributes[A.LANGFUSE_OBSERVATION_COMPLETION_START_TIME] = datetime.fromtimestamp(
-        arrived / 1e9, tz=timezone.utc
+        arrived_ns / 1e9, tz=timezone.utc
     ).isoformat()
 
 

@@ -1,18 +1,19 @@
-"""The end of the most common LLM call in one pass: an OpenAI-style chat completion answered
-with plain JSON.
+"""The end of the commonest LLM calls in one pass: an OpenAI-style chat completion, answered
+with plain JSON or streamed as SSE.
 
 The general end (``_llm_bodies``, then the adapter, then ``_llm_attributes``) runs some forty
 small functions and builds three dataclasses. At the end of a real call the caches hold what
 other work ran since the request went out, and there that costs far more than its instruction
 count suggests: for the openai SDK's chat call, about 120 us of CPU against 18 us in a warm
 loop (``benchmarks/llm_peers.py --parallel``, with the end's attributes stubbed to constants).
-This reads the same shape in one function and the few helpers it shares with the general path,
+This reads the same shapes in one function and the few helpers it shares with the general path,
 which is what brings that down (measured in the README's Performance section).
 
-Its attributes equal the general path's. Whatever is outside the shape (an error status or
-body, a compressed, cut or redirected body, a stream, a request that asked for one, a mask,
-GenAI-format content, JSON of other types, a body the adapter would find empty) returns ``None``
-before anything is written, and the caller takes the general path.
+Its attributes equal the general path's. Whatever is outside the shapes (an error status or
+body, a compressed, cut or redirected body, a stream not read to its end or cut mid-event, a
+JSON answer to a request that asked for a stream, a mask, GenAI-format content, JSON of other
+types, a body the adapter would find empty) returns ``None`` before anything is written, and the
+caller takes the general path.
 """
 
 from __future__ import annotations
@@ -21,22 +22,24 @@ from typing import TYPE_CHECKING, Any
 
 from . import _attributes as A
 from ._json import orjson
-from ._llm_attributes import cut, parameter_attributes, token_attributes
+from ._llm_attributes import cut, parameter_attributes, response_attributes, token_attributes
+from ._llm_bodies import first_chunk_attributes
 from ._media import MIN_MEDIA_CHARS, elide_media
-from .adapters._common import azure_deployment
+from ._reasons import EndReason
+from .adapters._common import MESSAGES_WANTED, azure_deployment
 from .adapters.openai_chat import PARAMETERS, chat_parameters, output_message
 
 if TYPE_CHECKING:
     from ._llm import LLMCall
 
-__all__ = ["chat_json_attributes"]
+__all__ = ["chat_attributes"]
 
 
-def chat_json_attributes(
-    call: LLMCall, status: int
+def chat_attributes(
+    call: LLMCall, status: int, reason: str
 ) -> tuple[str | None, str | None, dict[str, Any]] | None:
-    """``(request model, model, attributes)`` of a plain JSON chat call, or ``None`` to leave
-    it to the general path."""
+    """``(request model, model, attributes)`` of a plain chat call, or ``None`` to leave it to
+    the general path."""
     options = call.options
     request, response = call.request_body, call.response_body
     if (
@@ -46,7 +49,6 @@ def chat_json_attributes(
         or not response.total
         or response.truncated
         or call.content_encoding
-        or call.stream_kind is not None
         or call.redirected_body is not None
         or not request.head
         or request.truncated
@@ -54,20 +56,34 @@ def chat_json_attributes(
         or options.gen_ai_content
     ):
         return None
-    head: bytes | bytearray = response.head
+    try:
+        body = orjson.loads(request.head)
+    except ValueError:
+        return None  # what orjson refuses the general path reads, or calls not JSON
+    if type(body) is not dict:
+        return None
+    stream = body.get("stream") is True
+    kind = call.stream_kind
+    if kind is None and not stream:
+        return _json_call(call, body)
+    if kind == "sse" and reason == EndReason.BODY_COMPLETE:
+        return _sse_call(call, body, stream)
+    return None
+
+
+def _json_call(
+    call: LLMCall, body: dict[str, Any]
+) -> tuple[str | None, str | None, dict[str, Any]] | None:
+    head: bytes | bytearray = call.response_body.head  # type: ignore[union-attr]
     if len(head) >= MIN_MEDIA_CHARS:
         # Generated images and audio come back as base64 too: placeholders, not blobs.
         head = elide_media(bytes(head))
     try:
-        body = orjson.loads(request.head)
         data = orjson.loads(head)
     except ValueError:
-        return None  # what orjson refuses the general path reads, or calls not JSON
-    if type(body) is not dict or type(data) is not dict:
         return None
-    if body.get("stream") is True or data.get("error") is not None:
+    if type(data) is not dict or data.get("error") is not None:
         return None
-
     outputs: list[dict[str, Any]] = []
     reasons: list[str] = []
     choices = data.get("choices")
@@ -92,26 +108,8 @@ def chat_json_attributes(
     if not (response_id or response_model or output is not None or usage is not None or reasons):
         return None  # the general path says the shape is unrecognised
 
-    request_model = body.get("model")
-    if type(request_model) is not str or not request_model:
-        request_model = azure_deployment(call.path)
     attributes: dict[str, Any] = {}
-    if request_model:
-        attributes[A.GEN_AI_REQUEST_MODEL] = request_model
-    if not body.keys().isdisjoint(PARAMETERS):
-        parameter_attributes(attributes, chat_parameters(body), False)
-    content = options.langfuse_content
-    limit = options.max_attribute_length
-    if content:
-        messages = body.get("messages")
-        if type(messages) is not list:
-            messages = []
-        tools = body.get("tools")
-        prompt: Any = messages
-        if type(tools) is list and tools:
-            prompt = {"messages": messages, "tools": tools}
-        text = orjson.dumps(prompt).decode()
-        attributes[A.LANGFUSE_OBSERVATION_INPUT] = text if len(text) <= limit else cut(text, limit)
+    request_model = _request(call, body, False, attributes)
     if response_id:
         attributes[A.GEN_AI_RESPONSE_ID] = response_id
     if response_model:
@@ -123,10 +121,76 @@ def chat_json_attributes(
         attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
     if usage is not None:
         _usage(attributes, usage)
-    if content and output is not None:
+    if output is not None and call.options.langfuse_content:
         text = orjson.dumps(output).decode()
+        limit = call.options.max_attribute_length
         attributes[A.LANGFUSE_OBSERVATION_OUTPUT] = text if len(text) <= limit else cut(text, limit)
     return request_model, model, attributes
+
+
+def _sse_call(
+    call: LLMCall, body: dict[str, Any], stream: bool
+) -> tuple[str | None, str | None, dict[str, Any]] | None:
+    capture = call.response_body
+    assert capture is not None
+    head = bytes(capture.head)
+    # Read to its end and finished with a blank line: nothing can be cut off mid-event.
+    if not head.endswith(b"\n\n"):
+        return None
+    token = MESSAGES_WANTED.set(False)
+    try:
+        response = call.adapter.parse_stream_body(head)  # type: ignore[attr-defined]
+    finally:
+        MESSAGES_WANTED.reset(token)
+    if (
+        response is None
+        or response.error_message
+        or response.wrong_types
+        or not (
+            response.id
+            or response.model
+            or response.output is not None
+            or response.usage is not None
+            or response.finish_reasons
+        )
+    ):
+        return None
+    attributes: dict[str, Any] = {}
+    offset = response.first_chunk_offset
+    if offset is not None:
+        arrived = capture.arrival_ns(offset)
+        if arrived is not None:
+            first_chunk_attributes(attributes, call.started_ns, arrived)
+    request_model = _request(call, body, stream, attributes)
+    model = response.model or request_model
+    response_attributes(attributes, response, model, call)
+    return request_model, model, attributes
+
+
+def _request(
+    call: LLMCall, body: dict[str, Any], stream: bool, attributes: dict[str, Any]
+) -> str | None:
+    """The request's attributes; returns its model."""
+    model = body.get("model")
+    if type(model) is not str or not model:
+        model = azure_deployment(call.path)
+    if model:
+        attributes[A.GEN_AI_REQUEST_MODEL] = model
+    if stream or not body.keys().isdisjoint(PARAMETERS):
+        parameter_attributes(attributes, chat_parameters(body), stream)
+    options = call.options
+    if options.langfuse_content:
+        messages = body.get("messages")
+        if type(messages) is not list:
+            messages = []
+        tools = body.get("tools")
+        prompt: Any = messages
+        if type(tools) is list and tools:
+            prompt = {"messages": messages, "tools": tools}
+        text = orjson.dumps(prompt).decode()
+        limit = options.max_attribute_length
+        attributes[A.LANGFUSE_OBSERVATION_INPUT] = text if len(text) <= limit else cut(text, limit)
+    return model
 
 
 def _usage(attributes: dict[str, Any], usage: dict[str, Any]) -> None:

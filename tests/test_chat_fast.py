@@ -1,5 +1,5 @@
-"""The end of a plain JSON chat call read in one pass (``_llm_fast``) equals the general path's,
-or steps aside to it."""
+"""The end of a plain chat call read in one pass (``_llm_fast``), JSON or SSE, equals the
+general path's, or steps aside to it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from aiohttp_llm_tracing._context import TraceAttributes
 from aiohttp_llm_tracing._inflight import HttpSpan
 from aiohttp_llm_tracing._llm import LLMOptions, match_llm_call
 from aiohttp_llm_tracing.adapters import OpenAIChat, ParsedResponse
+from test_chat_stream_fast import SHAPES as STREAM_SHAPES
+from test_chat_stream_fast import _body as sse_body
 
 TRACER = TracerProvider().get_tracer("t")
 CHAT_URL = URL("http://127.0.0.1:8000/v1/chat/completions")
@@ -52,6 +54,7 @@ def _end(
     response: bytes,
     *,
     fast: bool,
+    reason: str = "body_complete",
     status: int = 200,
     headers: dict[str, str] | None = None,
     options: LLMOptions | None = None,
@@ -59,10 +62,10 @@ def _end(
 ) -> tuple[dict[str, Any], str, str | None, bool]:
     """``(attributes, span name, status message, fast path taken)`` of one call's end."""
     taken: list[bool] = []
-    original = llm.chat_json_attributes
+    original = llm.chat_attributes
 
-    def spy(call: Any, code: int) -> Any:
-        result = original(call, code) if fast else None
+    def spy(call: Any, code: int, reason: str) -> Any:
+        result = original(call, code, reason) if fast else None
         taken.append(result is not None)
         return result
 
@@ -77,14 +80,17 @@ def _end(
     capture = call.on_response(Response)  # type: ignore[arg-type]
     if response:
         capture.feed(response)
+        # The same clock readings for both paths: the time to first chunk must match too.
+        capture._marks = [(0, 2_000_000_000), (len(response) // 2, 3_000_000_000)]
+        call.started_ns = 1_000_000_000
     entry = HttpSpan(TRACER.start_span("chat"), "id", None, call)  # type: ignore[arg-type]
     entry.status_code = status
     attributes: dict[str, Any] = {}
-    llm.chat_json_attributes = spy  # type: ignore[assignment]
+    llm.chat_attributes = spy  # type: ignore[assignment]
     try:
-        message = call.finish(attributes, entry, "body_complete")
+        message = call.finish(attributes, entry, reason)
     finally:
-        llm.chat_json_attributes = original
+        llm.chat_attributes = original
     assert not call.failures, call.failures
     return attributes, entry.span.name, message, any(taken)  # type: ignore[attr-defined]
 
@@ -294,10 +300,10 @@ def test_a_subclass_or_a_patched_adapter_is_read_the_general_way() -> None:
 def test_a_failure_in_the_fast_path_is_counted_and_the_general_path_describes_the_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(call: Any, status: int) -> Any:
+    def broken(call: Any, status: int, reason: str) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(llm, "chat_json_attributes", broken)
+    monkeypatch.setattr(llm, "chat_attributes", broken)
     call = match_llm_call(LLMOptions(), "POST", CHAT_URL, TraceAttributes())
     assert call is not None
 
@@ -391,3 +397,58 @@ def test_random_bodies_end_as_the_general_path_ends_them(
     request: dict[str, Any], response: dict[str, Any], status: int
 ) -> None:
     _same(request, response, status=status)
+
+
+# -- streams --------------------------------------------------------------------------------
+
+SSE = {"Content-Type": "text/event-stream", "x-request-id": "req_1"}
+STREAM_REQUEST = _with(REQUEST, stream=True, stream_options={"include_usage": True})
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("shape", list(STREAM_SHAPES))
+def test_streams_end_as_the_general_path_ends_them(shape: str, compact: bool) -> None:
+    body = sse_body(STREAM_SHAPES[shape], compact=compact)
+    taken = _same(STREAM_REQUEST, body, headers=SSE)
+    if shape == "plain":
+        assert taken
+
+
+def test_a_plain_stream_gets_its_time_to_first_chunk_and_usage() -> None:
+    body = sse_body(STREAM_SHAPES["plain"])
+    attributes, name, message, taken = _end(
+        json.dumps(STREAM_REQUEST).encode(), body, fast=True, headers=SSE
+    )
+    assert taken and message is None and name == "chat gpt-4o-mini"
+    assert attributes["gen_ai.response.time_to_first_chunk"] == 1.0
+    assert attributes["gen_ai.request.stream"] is True
+    assert attributes["gen_ai.usage.output_tokens"] == 4
+    assert json.loads(attributes["langfuse.observation.output"])["content"] == "Hello world"
+
+
+STREAM_ASIDE = {
+    "read only in part": ({"reason": "released"}, lambda b: b),
+    "cut off mid-event": ({}, lambda b: b[: b.rfind(b"data: [DONE]") - 5]),
+    "an error event": ({}, lambda b: sse_body(STREAM_SHAPES["error mid-stream"])),
+    "CR line endings": ({}, lambda b: b.replace(b"\n", b"\r\n")),
+    "an error status": ({"status": 503}, lambda b: b),
+}
+
+
+@pytest.mark.parametrize("case", list(STREAM_ASIDE))
+def test_streams_outside_the_shape_step_aside(case: str) -> None:
+    kwargs, change = STREAM_ASIDE[case]
+    body = change(sse_body(STREAM_SHAPES["plain"]))
+    assert not _same(STREAM_REQUEST, body, headers=SSE, **kwargs)
+
+
+def test_a_stream_the_request_did_not_ask_for_is_read_all_the_same() -> None:
+    assert _same(REQUEST, sse_body(STREAM_SHAPES["plain"]), headers=SSE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(request=_REQUESTS, shape=st.sampled_from(sorted(STREAM_SHAPES)), compact=st.booleans())
+def test_random_requests_with_streams_end_as_the_general_path_ends_them(
+    request: dict[str, Any], shape: str, compact: bool
+) -> None:
+    _same(request, sse_body(STREAM_SHAPES[shape], compact=compact), headers=SSE)
