@@ -64,11 +64,14 @@ PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse")
 # Which modes each kind of call is counted for: the peers trace the SDK, not plain requests,
 # and the floors with content or metrics only matter for the plain-request target.
 MODES_FOR = {
-    "json": ("bare", "empty", "floor", "ours_http", "ours", "instm", *PEERS),
-    "stream": ("bare", "empty", "floor", "ours_http", "ours", "instm", *PEERS),
+    "json": ("bare", "empty", "floor", "ours_http", "ours", "ours_general", "instm", *PEERS),
+    "stream": ("bare", "empty", "floor", "ours_http", "ours", "ours_general", "instm", *PEERS),
     "plain": ("bare", "empty", "floor", "floorm", "floorc", "ours", "instm"),
 }
-DEFAULT_MODES = tuple(dict.fromkeys(m for modes in MODES_FOR.values() for m in modes))
+# ours_general (what the one-pass end of chat calls saves) only when asked for.
+DEFAULT_MODES = tuple(
+    dict.fromkeys(m for modes in MODES_FOR.values() for m in modes if m != "ours_general")
+)
 KINDS = ("json", "stream", "plain")
 _IREFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
