@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,6 +172,8 @@ class Hooks:
                 if isinstance(started, int):
                     call.started_ns = started
             entry = HttpSpan(span, request_id, self._registry, call, self._metrics, attributes)
+            if self._metrics is not None and not span.is_recording():
+                entry.started_ns = time.time_ns()  # no span start time to take the metrics' from
             # Registered before anything else can fail, so every started span has an owner.
             try:
                 self._registry.register(request_id, entry)

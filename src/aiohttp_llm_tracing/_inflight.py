@@ -52,6 +52,7 @@ class HttpSpan:
         "registry",
         "request_id",
         "span",
+        "started_ns",
         "status_code",
     )
 
@@ -80,6 +81,8 @@ class HttpSpan:
         self.body: weakref.ref[TracedStream] | None = None
         self.body_seen = 0
         self.extra: dict[str, Any] | None = None
+        # Set only for a span the sampler dropped, while metrics are on: its own clock.
+        self.started_ns = 0
 
     # -- signals from the body proxy -----------------------------------------------------------
 
@@ -127,7 +130,7 @@ class HttpSpan:
             return
         self.ended = True
         span = self.span
-        if not span.is_recording():
+        if not span.is_recording() and not self._counted_unsampled():
             span.end()
             return
         llm = self.llm
@@ -198,15 +201,23 @@ class HttpSpan:
             span.set_status(status)
         span.end(end_time=end_ns)
         if self.metrics is not None and self.metrics.enabled:
-            self._record_metrics(attributes)
+            self._record_metrics(attributes, end_ns)
 
-    def _record_metrics(self, end_attributes: Mapping[str, Any]) -> None:
+    def _counted_unsampled(self) -> bool:
+        """A span the sampler dropped still counts in the metrics, as the conventions ask of
+        every request: its end is worked out as a recorded one's (the span's methods do
+        nothing), timed by its own clock."""
+        return bool(self.started_ns) and self.metrics is not None and self.metrics.enabled
+
+    def _record_metrics(self, end_attributes: Mapping[str, Any], end_ns: int | None) -> None:
         span: Any = self.span
         try:
             # The span's own timestamps, and the values it started and ended with (as
             # OpenTelemetry's HTTP instrumentations do, a hook's changes to the span are not
             # the metrics').
-            start, end = span.start_time, span.end_time
+            start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            if self.started_ns:
+                start, end = self.started_ns, end_ns or time.time_ns()
             if isinstance(start, int) and isinstance(end, int):
                 self.metrics.record(  # type: ignore[union-attr]
                     self.attributes or {},

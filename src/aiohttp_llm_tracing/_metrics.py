@@ -7,8 +7,10 @@
 
 Bucket boundaries and attributes are the semantic conventions' own. They are recorded at the
 end of the call, from the span's final attributes, so the duration of a stream is the stream's
-and not its headers' (the metric and the span agree). With no meter provider configured (the
-global one still the API's placeholder), nothing is built per request: metrics cost nothing.
+and not its headers' (the metric and the span agree). A request whose span the sampler dropped
+is recorded all the same (``HttpSpan`` works out its end for the metrics alone). With no meter
+provider configured (the global one still the API's placeholder), nothing is built per request:
+metrics cost nothing.
 """
 
 from __future__ import annotations
