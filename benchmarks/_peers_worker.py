@@ -60,6 +60,7 @@ MODES = (
     "floorc",
     "instm",
     "ours_general",
+    "floorg",
 )
 DEFAULT_MODES = MODES[:6]
 PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
@@ -78,6 +79,7 @@ LABELS = {
     "floorm": "the span floor plus one SDK histogram record per request",
     "floorc": "the span floor writing our HTTP span's attributes and headers, no lifecycle",
     "ours_general": "ours with the plain-JSON chat fast path off (every call the general end)",
+    "floorg": "the content floor also writing the generation's attributes (precomputed)",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -111,6 +113,42 @@ def mode_env(mode: str, base_url: str, base: dict[str, str] | None = None) -> di
             LANGFUSE_SECRET_KEY="sk-lf-dummy",
         )
     return env
+
+
+def _generation_attributes(url: str) -> dict:
+    """The attributes ours adds to the HTTP span for the benchmark's JSON chat call, worked out
+    once by our own LLM layer from the very bodies: what ``floorg`` writes on every span without
+    matching, capturing or parsing anything."""
+    from multidict import CIMultiDict
+    from yarl import URL
+
+    sys.path.insert(0, str(HERE))
+    from _peers_server import COMPLETION
+    from aiohttp_llm_tracing._context import TraceAttributes
+    from aiohttp_llm_tracing._llm import LLMOptions, match_llm_call
+
+    call = match_llm_call(
+        LLMOptions(), "POST", URL(url + "/v1/chat/completions"), TraceAttributes()
+    )
+    assert call is not None
+    call.feed_request(json.dumps({"messages": MESSAGES, "model": MODEL}).encode())
+
+    class Response:
+        headers = CIMultiDict({"Content-Type": "application/json"})
+
+    call.on_response(Response).feed(COMPLETION)  # type: ignore[arg-type]
+
+    class Entry:
+        status_code = 200
+
+        class span:  # stands in for the entry's span
+            @staticmethod
+            def update_name(name: str) -> None:
+                pass
+
+    generation = dict(call.start_attributes)
+    call.finish(generation, Entry, "body_complete")  # type: ignore[arg-type]
+    return generation
 
 
 def _stub_spans(url: str) -> int:
@@ -197,6 +235,20 @@ class Worker:
             from _common import floor_trace_config, null_meter_provider
 
             self.trace_configs = [floor_trace_config(tp, null_meter_provider())]
+        elif mode == "floorg":
+            from _common import content_floor_trace_config
+
+            config = content_floor_trace_config(tp)
+            generation = _generation_attributes(self.url)
+            content_end = config.on_request_end[0]
+
+            async def end(session, ctx, params):  # type: ignore[no-untyped-def]
+                ctx.span.set_attributes(generation)
+                ctx.span.update_name("chat gpt-4o-mini")
+                await content_end(session, ctx, params)
+
+            config.on_request_end[0] = end
+            self.trace_configs = [config]
         elif mode == "floorc":
             from _common import content_floor_trace_config
 

@@ -28,7 +28,10 @@ exporter that is flushed inside the timed window; see ``_peers_worker.py``):
 * ``ours_http`` (not run by default): ours with ``llm=False``, the HTTP span alone, so that
   ``ours - ours_http`` is what the LLM layer costs in the same run; ``ours_general`` (not run
   by default): ours with the one-pass end of plain JSON chat calls off, so that
-  ``ours_general - ours`` is what it saves.
+  ``ours_general - ours`` is what it saves. The reference points ``floor`` (an SDK span
+  only), ``floorc`` (the floor writing our HTTP span's content) and ``floorg`` (``floorc`` also
+  writing the generation's attributes, worked out once in advance) split what our span's content
+  costs in the SDK from what our lifecycle, capture and parse cost.
 * ``openllmetry``: opentelemetry-instrumentation-openai (content on by default).
 * ``openinference``: openinference-instrumentation-openai (content on by default).
 * ``langfuse``: ``from langfuse.openai import AsyncOpenAI``; its OTLP/HTTP export goes to a stub on
