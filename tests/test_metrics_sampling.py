@@ -69,3 +69,27 @@ async def test_every_request_is_counted_whatever_the_sampler(sampler: Any) -> No
     assert ttfc.count == 1 and ttfc.sum > 0
     stats = config.registry.stats()  # type: ignore[attr-defined]
     assert stats.in_flight == 0 and stats.ended_total == 4 and stats.internal_errors == 0
+
+
+@pytest.mark.parametrize("metrics_on", [False, True], ids=["metrics off", "metrics on"])
+async def test_a_sampled_out_call_copies_its_bodies_only_for_the_metrics(
+    metrics_on: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp_llm_tracing import _llm
+    from aiohttp_llm_tracing._metrics import Metrics
+
+    fed: list[int] = []
+    feed = _llm.LLMCall.feed_request
+    monkeypatch.setattr(
+        _llm.LLMCall, "feed_request", lambda call, chunk: fed.append(1) or feed(call, chunk)
+    )
+    monkeypatch.setattr(Metrics, "enabled", property(lambda self: metrics_on))
+    config = create_trace_config(
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF), sweep_interval=None
+    )
+    async with MockLLMServer() as server, aiohttp.ClientSession(trace_configs=[config]) as s:
+        async with s.post(f"{server.base_url}/chat/completions", json=BODY) as resp:
+            assert (await resp.json())["choices"]
+    assert len(fed) == (1 if metrics_on else 0)
+    stats = config.registry.stats()  # type: ignore[attr-defined]
+    assert stats.in_flight == 0 and stats.ended_total == 1 and stats.internal_errors == 0

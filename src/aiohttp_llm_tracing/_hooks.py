@@ -166,14 +166,23 @@ class Hooks:
             span = self._tracer.start_span(
                 name, context=current, kind=SpanKind.CLIENT, attributes=attributes
             )
+            recording = span.is_recording()
+            counted = recording
+            if not recording:
+                # Sampled out: only the metrics can still use the call (with its own clock, as
+                # the span has no start time); without them, its bodies are not copied at all.
+                metrics = self._metrics
+                counted = metrics is not None and metrics.enabled
+                if not counted:
+                    call = None
             if call is not None:
                 # Time to first chunk counts from the span's own start, not from before it.
                 started = getattr(span, "start_time", None)
                 if isinstance(started, int):
                     call.started_ns = started
             entry = HttpSpan(span, request_id, self._registry, call, self._metrics, attributes)
-            if self._metrics is not None and not span.is_recording():
-                entry.started_ns = time.time_ns()  # no span start time to take the metrics' from
+            if counted and not recording:
+                entry.started_ns = time.time_ns()
             # Registered before anything else can fail, so every started span has an owner.
             try:
                 self._registry.register(request_id, entry)
