@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -111,15 +110,3 @@ class OTLPGrpcReceiver(SpanStore):
         if executor is not None:
             # grpc.Server.stop() does not shut down the executor it was given.
             executor.shutdown(wait=True)
-
-    def __enter__(self) -> OTLPGrpcReceiver:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -8,7 +8,6 @@ import gzip
 import threading
 import zlib
 from collections.abc import Iterable
-from types import TracebackType
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
@@ -115,18 +114,6 @@ class OTLPHttpReceiver(SpanStore):
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
-
-    def __enter__(self) -> OTLPHttpReceiver:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self, ready: concurrent.futures.Future[int]) -> None:
         loop = asyncio.new_event_loop()

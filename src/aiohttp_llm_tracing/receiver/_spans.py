@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -37,6 +39,7 @@ HOST = "127.0.0.1"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 SpansCallback = Callable[["list[ReceivedSpan]"], None]
+_Store = TypeVar("_Store", bound="SpanStore")
 
 
 @dataclass(frozen=True)
@@ -182,3 +185,23 @@ class SpanStore:
 
     def _clear_records(self) -> None:
         """Hook for subclasses to drop their per-request records under the lock."""
+
+    def start(self) -> int:
+        """Start serving and return the bound port."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop serving."""
+        raise NotImplementedError
+
+    def __enter__(self: _Store) -> _Store:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
