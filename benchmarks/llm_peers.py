@@ -28,7 +28,9 @@ exporter that is flushed inside the timed window; see ``_peers_worker.py``):
 * ``ours_http`` (not run by default): ours with ``llm=False``, the HTTP span alone, so that
   ``ours - ours_http`` is what the LLM layer costs in the same run; ``ours_general`` (not run
   by default): ours with the one-pass end of plain JSON chat calls off, so that
-  ``ours_general - ours`` is what it saves. The reference points ``floor`` (an SDK span
+  ``ours_general - ours`` is what it saves. ``ours_noend`` and ``ours_noparse`` (bounds, not
+  run by default) reuse the first call's end, or its stream parse, for every later call: what a
+  faster end or parse could at best save. The reference points ``floor`` (an SDK span
   only), ``floorc`` (the floor writing our HTTP span's content) and ``floorg`` (``floorc`` also
   writing the generation's attributes, worked out once in advance) split what our span's content
   costs in the SDK from what our lifecycle, capture and parse cost.
@@ -703,6 +705,8 @@ SHORT = {
     "openai_v2_nocontent": "openai-v2 no content",
     "ours_http": "ours HTTP only",
     "ours_general": "ours, general end",
+    "ours_noend": "ours, free end",
+    "ours_noparse": "ours, free stream parse",
 }
 
 
