@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiohttp_llm_tracing._capture import BodyCapture
+from aiohttp_llm_tracing._llm_bodies import utc_isoformat
 from aiohttp_llm_tracing._sse import parse_sse
 from aiohttp_llm_tracing._truncated import top_level_fields
 
@@ -346,3 +350,29 @@ def test_usage_details_split_cached_and_reasoning_and_never_go_negative():
     _usage_attributes(odd, Usage(input=5, output=1, cache_read=8, reasoning=4))
     details = json.loads(odd["langfuse.observation.usage_details"])
     assert details["input"] == 0 and details["output"] == 0
+
+
+# -- the completion start time ----------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999_000))  # to year 9999
+@settings(max_examples=500, deadline=None)
+def test_utc_isoformat_is_datetimes_text_rounded_to_the_microsecond(ns):
+    micros = (ns + 500) // 1000
+    exact = datetime.fromtimestamp(micros // 10**6, tz=timezone.utc).replace(
+        microsecond=micros % 10**6
+    )
+    assert utc_isoformat(ns) == exact.isoformat()
+    assert datetime.fromisoformat(utc_isoformat(ns)) == exact
+
+
+def test_utc_isoformat_rounds_half_up_and_drops_a_zero_fraction():
+    second = 1_700_000_000 * 10**9
+    assert utc_isoformat(second) == "2023-11-14T22:13:20+00:00"
+    assert utc_isoformat(second + 499) == "2023-11-14T22:13:20+00:00"
+    assert utc_isoformat(second + 500) == "2023-11-14T22:13:20.000001+00:00"
+    assert utc_isoformat(second - 1) == "2023-11-14T22:13:20+00:00"  # rounds up into the next
+    assert utc_isoformat(second - 501) == "2023-11-14T22:13:19.999999+00:00"
+    # The second's text is reused only for its own second.
+    assert utc_isoformat(second + 10**9) == "2023-11-14T22:13:21+00:00"
+    assert utc_isoformat(second + 999_999_499) == "2023-11-14T22:13:20.999999+00:00"
