@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bedrock, cohere, gemini, ollama, textgen
+from . import anthropic_vertex, bedrock, cohere, gemini, ollama, textgen
 from .anthropic_messages import AnthropicMessages
 from .base import Adapter, ParsedRequest, ParsedResponse, Usage
 from .openai_chat import OpenAIChat
@@ -32,6 +32,7 @@ DEFAULT_ADAPTERS: tuple[Adapter, ...] = (
     AnthropicMessages(),
     *gemini.ADAPTERS,
     *bedrock.ADAPTERS,
+    *anthropic_vertex.ADAPTERS,
     *cohere.ADAPTERS,
     # Ollama's /api/generate ends with /generate too: it must be tried before TGI and SGLang.
     *ollama.ADAPTERS,

@@ -1,5 +1,5 @@
 """Bedrock runtime: Converse, ConverseStream, and InvokeModel(WithResponseStream) with
-Anthropic bodies; Anthropic on Vertex (rawPredict, streamRawPredict).
+Anthropic bodies.
 
 Bedrock names the model in the path (``/model/{modelId}/converse``), percent-encoded: an
 inference-profile ARN arrives as ``arn%3Aaws%3A...%2F...``. Streams come in AWS's binary
@@ -20,13 +20,10 @@ from . import _common as c
 from .anthropic_messages import AnthropicMessages
 from .base import Adapter, ParsedRequest, ParsedResponse, Usage
 
-__all__ = ["ADAPTERS", "AnthropicVertex", "BedrockConverse", "BedrockInvoke"]
+__all__ = ["ADAPTERS", "BedrockConverse", "BedrockInvoke"]
 
 _BEDROCK_PATH = re.compile(
     r"/model/(?P<model>.+)/(?P<op>converse-stream|converse|invoke-with-response-stream|invoke)$"
-)
-_VERTEX_PATH = re.compile(
-    r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<op>rawPredict|streamRawPredict)$"
 )
 # inferenceConfig name -> the name the LLM layer maps to a gen_ai.request.* attribute
 _INFERENCE = (
@@ -373,41 +370,5 @@ def _other_family(bodies: list[Any], events: Sequence[SSEEvent] = ()) -> ParsedR
     )
 
 
-# -- Anthropic on Vertex AI --------------------------------------------------------------------
-
-
-class AnthropicVertex:
-    """``POST .../publishers/anthropic/models/{model}:rawPredict`` and ``:streamRawPredict``:
-    Anthropic Messages bodies without ``model`` (it is in the path)."""
-
-    operation = "chat"
-    observation_type = "generation"
-    provider = "gcp.vertex_ai"
-    path_suffixes = (":rawPredict", ":streamRawPredict")
-
-    def matches(self, path: str) -> bool:
-        found = _VERTEX_PATH.search(path)
-        # count-tokens:rawPredict counts a prompt; it generates nothing.
-        return found is not None and found["model"] != "count-tokens"
-
-    def provider_for(self, path: str) -> str:
-        """Always Vertex AI: the same Messages shape on Anthropic's own API is another adapter."""
-        return self.provider
-
-    def parse_request(self, body: Any, path: str) -> ParsedRequest:
-        request = _ANTHROPIC.parse_request(body, path)
-        found = _VERTEX_PATH.search(path)
-        if found is not None:
-            request.model = unquote(found["model"])
-            request.stream = request.stream or found["op"] == "streamRawPredict"
-        return request
-
-    def parse_response(self, body: Any) -> ParsedResponse:
-        return _ANTHROPIC.parse_response(body)
-
-    def parse_stream(self, events: Sequence[SSEEvent]) -> ParsedResponse:
-        return _ANTHROPIC.parse_stream(events)
-
-
-ADAPTERS: tuple[Adapter, ...] = (BedrockConverse(), BedrockInvoke(), AnthropicVertex())
+ADAPTERS: tuple[Adapter, ...] = (BedrockConverse(), BedrockInvoke())
 """This module's adapters, in matching order."""
