@@ -63,6 +63,7 @@ MODES = (
     "floorg",
     "ours_noend",
     "ours_noparse",
+    "ours_again",
 )
 DEFAULT_MODES = MODES[:6]
 PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
@@ -84,6 +85,7 @@ LABELS = {
     "floorg": "the content floor also writing the generation's attributes (precomputed)",
     "ours_noend": "ours with each kind's end worked out once and reused (a free end)",
     "ours_noparse": "ours with each stream's parse done once and reused (a free stream parse)",
+    "ours_again": "ours again in a second worker (two workers of the same code: the spread)",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -198,7 +200,7 @@ class Worker:
         trace.set_tracer_provider(self.provider)
         mode, tp = self.mode, self.provider
         self.trace_configs: list = []
-        if mode in ("ours", "ours_general", "ours_noend", "ours_noparse"):
+        if mode in ("ours", "ours_general", "ours_noend", "ours_noparse", "ours_again"):
             from aiohttp_llm_tracing import create_trace_config
 
             if mode == "ours_general":

@@ -41,7 +41,8 @@ exporter that is flushed inside the timed window; see ``_peers_worker.py``):
 
 Method (the VM's speed drifts up to 4x, so one process per run is too noisy): a loopback mock
 server (``_peers_server.py``: 1037 B JSON, 50 x ~290 B SSE chunks + a usage chunk, no sleeps) is
-pinned to CPU 1; each repetition starts ONE warm worker per mode pinned to CPU 0, driven over
+pinned to CPU 1; each repetition starts ONE warm worker per mode pinned to CPU 0 (in an order
+that rotates every repetition, so no mode keeps the first or last start), driven over
 stdin/stdout JSON lines; each worker first checks that the SDK really runs on an
 ``aiohttp.ClientSession`` and that the mode really traces (one span per call, prompt recorded,
 Langfuse's spans arriving at the stub), then warms up. Each round runs a JSON burst in every mode,
@@ -63,7 +64,9 @@ overheads agree within about 10 %, where the sequential bursts' differ by up to 
 measures a different case: every worker resumes on caches the others have just filled, as a
 traced call does in a busy process (or after seconds of waiting for a model), so the code and
 data a tracer touches per call weigh more than on the warm caches of the sequential method.
-Wall time per call is shared there, and reported only.
+Wall time per call is shared there, and reported only. Two workers of the same code
+(``ours_again``) can differ by tens of us a call in every round of a repetition, in either
+direction, so a difference between two modes is settled by repetitions (new workers), not rounds.
 
 Bounds: every worker reply has a timeout; the run has a global deadline (``--deadline``, 13 min
 from start by default, venv setup included; nothing new starts past it and the run aborts 90 s
@@ -430,7 +433,10 @@ def run(args: argparse.Namespace, t_start: float) -> dict:
                 t_rep = time.time()
                 workers: dict[str, WorkerProc] = {}
                 try:
-                    for mode in modes:  # all start (import) at once ...
+                    # Started in an order rotated every repetition: in some runs the slot a
+                    # worker started in favoured it by tens of us a call in every round.
+                    first = rep % len(modes)
+                    for mode in modes[first:] + modes[:first]:  # all start (import) at once ...
                         workers[mode] = WorkerProc(mode, url, client_cpu, log_dir, dl)
                     for w in workers.values():  # ... and warm up one at a time
                         reply = w.call(init, timeout=300)
@@ -707,6 +713,7 @@ SHORT = {
     "ours_general": "ours, general end",
     "ours_noend": "ours, free end",
     "ours_noparse": "ours, free stream parse",
+    "ours_again": "ours again",
 }
 
 
