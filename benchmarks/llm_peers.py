@@ -1,9 +1,10 @@
 """Cost of one openai-SDK chat call over aiohttp: our trace config against the LLM-tracing peers.
 
-    python benchmarks/llm_peers.py            # default run (5-10 min on a 2-core VM, capped at 15)
-    python benchmarks/llm_peers.py --quick    # ~1-minute smoke run
-    python benchmarks/llm_peers.py --setup    # only (re)install the peers venv, then exit
-    python benchmarks/llm_peers.py --parallel # every mode at once on CPU 0: CPU time per call
+    python benchmarks/llm_peers.py              # every mode at once on CPU 0, CPU time per call
+                                                # (about 8 min on a 2-core VM, capped at 15)
+    python benchmarks/llm_peers.py --quick      # ~1-minute smoke run
+    python benchmarks/llm_peers.py --setup      # only (re)install the peers venv, then exit
+    python benchmarks/llm_peers.py --sequential # the older method: one mode's burst at a time
 
 Any Python 3.10+ can start it (``make bench`` uses the main venv's). The peers live in their own
 venv, ``.venv-peers`` at the repository root, so they cannot disturb the main one: if it is missing
@@ -47,15 +48,17 @@ stdin/stdout JSON lines; each worker first checks that the SDK really runs on an
 ``aiohttp.ClientSession`` and that the mode really traces (one span per call, prompt recorded,
 Langfuse's spans arriving at the stub), then warms up. Each round runs a JSON burst in every mode,
 then a stream burst in every mode, the order rotating every round; bursts run at concurrency 20.
-Per repetition and mode, us/call = total burst wall time / calls. Reported per mode: the median
-over repetitions of us/call, and the overhead = median over repetitions of the difference from
+The bursts run in one of two ways: at once (the default, below), or one mode's after another
+(``--sequential``), which the rest of this paragraph describes. Per repetition and mode,
+us/call = total burst wall time / calls. Reported per mode: the median over repetitions of
+us/call, and the overhead = median over repetitions of the difference from
 ``bare`` within the same repetition; per-chunk = (stream - JSON overhead) / 51. Cross-checks: the
 same from client CPU time, and the median over rounds of the burst's ratio to ``bare`` in the same
 round (``--metric cpu`` makes client CPU time the headline: steadier when other work shares
 CPU 0, which the report flags when client cpu/wall < 0.85). Every burst fails loudly unless exactly
 one span per call was exported (and, for Langfuse, reached the stub).
 
-``--parallel`` (a second method; its headline is client CPU time): each burst is a window
+At once (the default, also ``--parallel``; its headline is client CPU time): each burst is a window
 (``--window`` seconds, 2 by default, streams 1.5 x) that every mode's worker runs at the same
 time, all on CPU 0, each keeping its 20 calls in flight until the window closes; a mode's figure
 is its worker's own CPU time per call. The scheduler switches between the workers every few
@@ -72,7 +75,8 @@ Bounds: every worker reply has a timeout; the run has a global deadline (``--dea
 from start by default, venv setup included; nothing new starts past it and the run aborts 90 s
 later). Once a round's duration is known, the rounds per repetition shrink evenly so that every
 repetition fits, and the report says so. The server and workers bind/talk to 127.0.0.1 only and are
-stopped by PID in ``finally`` blocks. Output: rich tables and benchmarks/results/llm_peers.json.
+stopped by PID in ``finally`` blocks. Output: rich tables and
+benchmarks/results/llm_peers_parallel.json (``llm_peers.json`` with ``--sequential``).
 
 Targets: ours' JSON overhead <= 0.85 x openai-v2's; ours' stream overhead <= 0.6 x openai-v2's; and
 ahead of the cheapest peer beyond the run's spread, i.e. in every repetition (``x best per rep``).
@@ -117,7 +121,8 @@ from _peers_worker import (  # noqa: E402
 
 VENV = ROOT / ".venv-peers"
 CONSTRAINTS = HERE / "peers-constraints.txt"
-RESULTS = HERE / "results" / "llm_peers.json"
+RESULTS = HERE / "results" / "llm_peers_parallel.json"
+RESULTS_SEQUENTIAL = HERE / "results" / "llm_peers.json"
 # One pip command installs all of these together (with ``-e .``), constrained by CONSTRAINTS.
 # opentelemetry-instrumentation-aiohttp-client aligns the OTel stack (its newest release pins it);
 # openai-v2 2.4b0 breaks with util-genai >= 1.2b0 (``opentelemetry.util.genai.instruments`` moved).
@@ -845,16 +850,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="time the headline and the targets use (both are always reported; default wall, "
         "cpu with --parallel)",
     )
-    p.add_argument(
+    method = p.add_mutually_exclusive_group()
+    method.add_argument(
         "--parallel",
         action="store_true",
-        help="run every mode's bursts at once on CPU 0, for --window seconds each (streams "
-        f"{STREAM_WINDOW} x), and compare their CPU time per call",
+        help="(the default) run every mode's bursts at once on CPU 0, for --window seconds "
+        f"each (streams {STREAM_WINDOW} x), and compare their CPU time per call",
+    )
+    method.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run one mode's burst at a time, rotating, and compare wall time (the older "
+        "method: its repetitions differ by up to 3 x on this VM)",
     )
     p.add_argument("--window", type=float, default=2.0, help="--parallel: JSON window, seconds")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--out", type=Path, help=f"default {RESULTS} ({RESULTS_SEQUENTIAL} with --sequential)"
+    )
     p.add_argument(
         "--from-samples",
         type=Path,
@@ -862,6 +876,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run nothing: aggregate REPORT's samples again with this code, write --out",
     )
     args = p.parse_args(argv)
+    args.parallel = not args.sequential
+    if args.out is None:
+        args.out = RESULTS if args.parallel else RESULTS_SEQUENTIAL
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
