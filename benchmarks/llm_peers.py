@@ -847,8 +847,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--metric",
         choices=("wall", "cpu"),
         default=None,
-        help="time the headline and the targets use (both are always reported; default wall, "
-        "cpu with --parallel)",
+        help="time the headline and the targets use (both are always reported; default cpu, "
+        "wall with --sequential)",
     )
     method = p.add_mutually_exclusive_group()
     method.add_argument(
