@@ -64,6 +64,7 @@ MODES = (
     "ours_noend",
     "ours_noparse",
     "ours_again",
+    "ours_inline",
 )
 DEFAULT_MODES = MODES[:6]
 PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
@@ -86,6 +87,7 @@ LABELS = {
     "ours_noend": "ours with each kind's end worked out once and reused (a free end)",
     "ours_noparse": "ours with each stream's parse done once and reused (a free stream parse)",
     "ours_again": "ours again in a second worker (two workers of the same code: the spread)",
+    "ours_inline": "ours with each end done inside the caller's read (before the end moved out)",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -200,7 +202,14 @@ class Worker:
         trace.set_tracer_provider(self.provider)
         mode, tp = self.mode, self.provider
         self.trace_configs: list = []
-        if mode in ("ours", "ours_general", "ours_noend", "ours_noparse", "ours_again"):
+        if mode in (
+            "ours",
+            "ours_general",
+            "ours_noend",
+            "ours_noparse",
+            "ours_again",
+            "ours_inline",
+        ):
             from aiohttp_llm_tracing import create_trace_config
 
             if mode == "ours_general":
@@ -210,6 +219,11 @@ class Worker:
                 llm.chat_attributes = lambda call, status, reason: None  # type: ignore[assignment]
             elif mode in ("ours_noend", "ours_noparse"):
                 _free_end(mode)
+            elif mode == "ours_inline":
+                import aiohttp_llm_tracing._inflight as inflight
+
+                # No end is queued for the loop's next turn: each is done where it is signalled.
+                inflight.defer = lambda *args: False  # type: ignore[assignment]
             self.trace_configs = [create_trace_config(tracer_provider=tp)]
         elif mode == "ours_http":
             from aiohttp_llm_tracing import create_trace_config

@@ -719,6 +719,7 @@ SHORT = {
     "ours_noend": "ours, free end",
     "ours_noparse": "ours, free stream parse",
     "ours_again": "ours again",
+    "ours_inline": "ours, end inline",
 }
 
 

@@ -4,9 +4,10 @@
 
 The mock LLM runs in its own process (CPU 1), plus one route of ours serving a gzip chat
 completion; the client is this process (CPU 0), with a real trace config exporting through a
-``BatchSpanProcessor`` into a no-op exporter. ``HttpSpan.end``, the synchronous work run on the
-event loop when the caller reads the last byte, is wrapped to time each call (and the steps
-inside it: body reading, attributes, the exportable gate, the SDK; plus any GC it sets off).
+``BatchSpanProcessor`` into a no-op exporter. ``HttpSpan.end`` (the signal, run on the event loop
+when the caller reads the last byte) and ``HttpSpan._finish`` (the end's work, run on the loop's
+next turn) are wrapped to time each call (and the steps inside it: body reading, attributes, the
+exportable gate, the SDK; plus any GC it sets off); a call's figure is the two together.
 Each case is a real request read to its end, ``--calls`` times after a warm-up, of ``--size``
 bytes (under the 1 MiB capture cap, so the whole body is parsed): chat JSON (the ``huge``
 model), a chat SSE stream with usage (fast path), a tool-call stream (general SSE path), gzip
@@ -112,7 +113,7 @@ def _serve(port_file: str) -> None:
 
 
 def _install_timers(records: list[dict]) -> None:
-    """Time ``HttpSpan.end`` and the steps inside it; one record per ended span."""
+    """Time ``HttpSpan.end``, ``HttpSpan._finish`` and the steps inside; one record per span."""
     from aiohttp_llm_tracing import _attributes as A
     from aiohttp_llm_tracing import _inflight, _llm
 
@@ -144,13 +145,17 @@ def _install_timers(records: list[dict]) -> None:
                 if outer:
                     attrs = args[0].span.attributes or {}
                     flags = [attrs.get(A.BODY_TRUNCATED), attrs.get(A.PARSE_ERROR)]
-                    if A.END_REASON not in attrs:
-                        # Handed to the finisher thread: the parse runs off the loop.
+                    signal = current.pop("signal", 0)
+                    if threading.current_thread() is threading.main_thread():
+                        # The signal and, on a later turn of the loop, the end's work.
+                        current["end"] += signal
+                        if A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
+                            flags.append("no output")
+                    else:
+                        # Handed to the finisher thread: the loop paid the signal alone.
+                        current["end"] = signal
                         flags.append("finished off the loop")
-                    elif A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
-                        flags.append("no output")
-                    on_loop = threading.current_thread() is threading.main_thread()
-                    records.append({**current, "flags": [f for f in flags if f], "loop": on_loop})
+                    records.append({**current, "flags": [f for f in flags if f], "loop": True})
                     current.clear()
 
         setattr(owner, name, timed)
@@ -161,7 +166,9 @@ def _install_timers(records: list[dict]) -> None:
     wrap(_llm, "response_attributes", "response_attrs")
     wrap(_llm.LLMCall, "finish", "finish")
     wrap(_inflight, "exportable_attributes", "gate")
-    wrap(_inflight.HttpSpan, "end", "end", outer=True)
+    # The end signal queues the work for the loop's next turn (_deferred): both are timed.
+    wrap(_inflight.HttpSpan, "end", "signal")
+    wrap(_inflight.HttpSpan, "_finish", "end", outer=True)
 
 
 def _phases(rec: dict) -> dict[str, float]:

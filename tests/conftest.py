@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aiohttp_llm_tracing import SpanRegistry, create_trace_config
+from aiohttp_llm_tracing import SpanRegistry, _deferred, create_trace_config
 from aiohttp_llm_tracing.receiver import OTLPGrpcReceiver
 
 AIOHTTP_VERSION = tuple(int(p) for p in aiohttp.__version__.split(".")[:3] if p.isdigit())
@@ -177,9 +177,18 @@ async def server(gate: Gate) -> AsyncIterator[TestServer]:
     await srv.close()
 
 
+class FlushedExporter(InMemorySpanExporter):
+    """The spans a flush would export: ends queued for the loop's next turn (``_deferred``)
+    are done first, as the provider's ``force_flush()`` does them."""
+
+    def get_finished_spans(self) -> tuple[ReadableSpan, ...]:
+        _deferred.drain()
+        return super().get_finished_spans()
+
+
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    yield InMemorySpanExporter()
+    yield FlushedExporter()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from . import _finisher
+from . import _deferred, _finisher
 from ._registry import close_all_registries
 
 __all__ = ["LANGFUSE_TRACES_PATH", "ExporterName", "TracingProvider", "langfuse_exporter"]
@@ -67,6 +67,7 @@ class TracingProvider(TracerProvider):
             self._shut = True
         atexit.unregister(self._at_exit)
         limit = self._shutdown_timeout if timeout is None else timeout
+        _deferred.drain()
         _finisher.drain(limit)
         meters = self.meter_provider
         if meters is not None:
@@ -81,6 +82,7 @@ class TracingProvider(TracerProvider):
         shutdown (older SDKs say ``True`` there too)."""
         if self._shut:
             return False
+        _deferred.drain()  # ends queued for the loop's next turn
         _finisher.drain(timeout)  # large LLM calls still being finished off the loop
         meters = self.meter_provider
         if meters is not None:

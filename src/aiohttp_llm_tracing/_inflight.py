@@ -13,6 +13,7 @@ from aiohttp import ClientResponseError
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _attributes as A
+from ._deferred import defer, watch
 from ._exportable import exportable_attributes, exportable_str
 from ._finisher import OFFLOAD_BYTES, submit
 from ._reasons import EndReason
@@ -125,7 +126,10 @@ class HttpSpan:
     # -- the end ---------------------------------------------------------------------------------
 
     def end(self, reason: str, error: BaseException | None = None) -> None:
-        """Finish the span for ``reason``. Called once, by the registry, from any thread."""
+        """Finish the span for ``reason``. Called once, by the registry, from any thread.
+
+        Its end time is this moment; the rest of the work may run later (``_deferred``).
+        """
         if self.ended:
             return
         self.ended = True
@@ -133,14 +137,22 @@ class HttpSpan:
         if not span.is_recording() and not self._counted_unsampled():
             span.end()
             return
+        # Finished later, wherever that is, with the end time of this moment.
+        end_ns = time.time_ns()
         llm = self.llm
         if llm is not None and llm.captured_bytes() >= OFFLOAD_BYTES:
             # A big body's parse would hold the event loop for tens of milliseconds: the span
-            # is finished on the finisher thread, with the end time of this moment.
-            end_ns = time.time_ns()
+            # is finished on the finisher thread.
             submit(lambda: self._finish(reason, error, end_ns))
             return
-        self._finish(reason, error, None)
+        # Out of the caller's read, on the loop's next turn (_deferred says why); at once when
+        # no loop runs here. A failed request ends at once too: held for a turn, its exception
+        # kept the request's frames alive, and the leak harness's RSS grew 8-12 MB in 4,500
+        # requests (+1 MB otherwise) with nothing retained that tracemalloc could see.
+        if error is None and defer(self._finish, reason, None, end_ns):
+            watch(span)
+            return
+        self._finish(reason, error, end_ns)
 
     def _finish(self, reason: str, error: BaseException | None, end_ns: int | None) -> None:
         span = self.span

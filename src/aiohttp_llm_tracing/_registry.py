@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from cachetools import Cache, TTLCache
 
-from . import _finisher
+from . import _deferred, _finisher
 from ._reasons import EndReason
 
 __all__ = [
@@ -294,6 +294,8 @@ class SpanRegistry:
         if sweeper is not None and sweeper is not threading.current_thread():
             sweeper.join(timeout=5.0)
         self._end_all(dropped)
+        # Called on a loop, the ends above were queued for its next turn: done now instead.
+        _deferred.drain()
 
     def stats(self) -> RegistryStats:
         """Counters: started, ended by reason, in flight, oldest in-flight age, internal errors."""
@@ -386,6 +388,7 @@ def close_all_registries() -> None:
     """End every in-flight span of every live registry (``shutdown``), off-loop ends included."""
     for registry in list(_LIVE_REGISTRIES):
         registry.close()
+    _deferred.drain()
     _finisher.drain(5.0)
 
 

@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from . import _finisher
+from . import _deferred, _finisher
 from ._registry import SpanRegistry
 from ._trace_config import TracingTraceConfig, create_trace_config
 
@@ -71,6 +71,7 @@ class TracingFixture:
     def spans(self) -> list[ReadableSpan]:
         """Finished spans, in the order they ended (large LLM calls finished off the loop
         included: they are waited for)."""
+        _deferred.drain()
         _finisher.drain()
         return list(self.exporter.get_finished_spans())
 

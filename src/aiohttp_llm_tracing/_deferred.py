@@ -1,0 +1,158 @@
+"""Span ends queued and done on the event loop's next turn, out of the caller's read.
+
+An end signal fires inside the caller's own code: the caller read a body's last byte, and the
+openai SDK, say, is between reading the body and parsing it. The end's work (parse both bodies,
+build the attributes, end the span) done right there runs on caches full of the caller's
+working set, and evicts it in turn. The same work queued and done once the caller's step
+yields to the loop costs less CPU, for the caller and for the end (measured in the README's
+Performance section, "Where the end runs"): nothing else changes, the instructions are the
+same.
+
+The entry has already been popped from the registry when its end is queued, so exactly once
+holds, and the span's end time is the signal's own. A queued end is done by:
+
+* the callback that the first end queued on a loop schedules there with ``loop.call_soon``;
+  ``asyncio.run()`` and ``run_until_complete()`` run it before they return;
+* :func:`drain`, from any thread: the provider's ``force_flush()`` and ``shutdown()`` (a span
+  processor put first in its list does it, see :func:`watch`), ``TracingProvider``'s ``flush()``
+  and ``shutdown()``, the exit hook and the test helpers.
+
+An end signalled with no running loop in its thread (the sweeper, the exit hook), and the end
+of a request that failed with an exception, are done at once.
+The callback works for at most :data:`TURN_BUDGET_S` before it yields to the loop again, so many
+calls ending together do not add up to one long stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+__all__ = ["TURN_BUDGET_S", "defer", "drain", "pending", "watch"]
+
+TURN_BUDGET_S = 0.002
+"""Seconds of queued ends one loop callback does before it lets the loop run again."""
+
+Finish = Callable[[str, "BaseException | None", int], None]
+
+_logger = logging.getLogger("aiohttp_llm_tracing")
+_queue: deque[tuple[Finish, str, BaseException | None, int]] = deque()
+# None rather than an exception where no loop runs (the sweeper, the exit hook): the form of
+# get_running_loop() that asyncio itself, uvloop and anyio call, stable since Python 3.7.
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = getattr(
+    asyncio, "_get_running_loop", asyncio.events._get_running_loop
+)
+_perf_counter = time.perf_counter
+
+
+class _Local(threading.local):
+    # The loop this thread has a drain scheduled on (one running loop per thread).
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_local = _Local()
+
+
+def defer(finish: Finish, reason: str, error: BaseException | None, end_ns: int) -> bool:
+    """Queue ``finish(reason, error, end_ns)`` for the running loop's next turn; ``False``, and
+    nothing queued, when this thread runs no loop (the caller then finishes at once)."""
+    loop = _get_running_loop()
+    if loop is None:
+        return False
+    _queue.append((finish, reason, error, end_ns))
+    local = _local
+    if local.loop is not loop:
+        # Also when the loop a drain was scheduled on was closed before running it: the ends
+        # it left are in the queue, which this loop's drain empties.
+        local.loop = loop
+        loop.call_soon(_drain_turn, loop)
+    return True
+
+
+def pending() -> int:
+    """Ends queued and not yet done."""
+    return len(_queue)
+
+
+def drain() -> None:
+    """Do every queued end now, in this thread."""
+    _run(None)
+
+
+def _drain_turn(loop: asyncio.AbstractEventLoop) -> None:
+    local = _local
+    if local.loop is loop:
+        local.loop = None
+    if not _run(_perf_counter() + TURN_BUDGET_S):
+        # Over budget with ends left: the rest on a later turn, after what else is ready.
+        local.loop = loop
+        loop.call_soon(_drain_turn, loop)
+
+
+def _run(deadline: float | None) -> bool:
+    """Do queued ends until the queue is empty (``True``) or ``deadline`` passed."""
+    queue = _queue
+    while True:
+        try:
+            # popleft is atomic: each end is taken by exactly one drainer, whatever the thread.
+            finish, reason, error, end_ns = queue.popleft()
+        except IndexError:
+            return True
+        try:
+            finish(reason, error, end_ns)
+        except Exception:  # HttpSpan._finish guards itself; this is the last line of defence
+            _logger.exception("aiohttp-llm-tracing: a queued span end failed")
+        if deadline is not None and _perf_counter() >= deadline and queue:
+            return False
+
+
+class _DrainFirst(SpanProcessor):
+    """Put first among a provider's span processors: its flush and shutdown do the queued ends
+    before the exporting processors after it flush."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        drain()
+        return True
+
+    def shutdown(self) -> None:
+        drain()
+
+
+_DRAIN_FIRST = _DrainFirst()
+_MARK = "_aiohttp_llm_tracing_drains"
+_watch_lock = threading.Lock()
+
+
+def watch(span: Any) -> None:
+    """Make sure the provider that ``span`` came from does the queued ends when flushed or
+    shut down, so ``provider.force_flush()`` right after a call still exports its span.
+
+    The SDK calls a provider's span processors in the order they were added and offers no way
+    to add one first, so this puts one in front of its list (``_span_processors``, the same
+    from SDK 1.0 to 1.45) once per provider. Anything else (another SDK, a provider without
+    that list) is left alone: our own flush, shutdown and exit hook still drain.
+    """
+    multi = getattr(span, "_span_processor", None)
+    if multi is None or getattr(multi, _MARK, False):
+        return
+    with _watch_lock:
+        if getattr(multi, _MARK, False):
+            return
+        try:
+            lock = multi._lock
+            with lock:
+                processors = multi._span_processors
+                if isinstance(processors, tuple):
+                    multi._span_processors = (_DRAIN_FIRST, *processors)
+            setattr(multi, _MARK, True)
+        except Exception:  # not the SDK's multi-processor: nothing to put ourselves into
+            with contextlib.suppress(Exception):
+                setattr(multi, _MARK, True)
