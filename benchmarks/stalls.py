@@ -118,7 +118,7 @@ def _install_timers(records: list[dict]) -> None:
     from aiohttp_llm_tracing import _inflight, _llm
 
     current: dict[str, int] = {}
-    inside = [0, 0]  # HttpSpan.end calls running, start of the running collection
+    inside = [0, 0]  # HttpSpan._finish calls running, start of the running collection
 
     def on_gc(phase: str, info: dict) -> None:
         # A collection the end's allocations set off stalls the loop too: counted, and shown.
@@ -152,7 +152,9 @@ def _install_timers(records: list[dict]) -> None:
                         if A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
                             flags.append("no output")
                     else:
-                        # Handed to the finisher thread: the loop paid the signal alone.
+                        # Handed to the finisher thread: the loop paid the signal alone, and
+                        # the steps ran off it.
+                        current.clear()
                         current["end"] = signal
                         flags.append("finished off the loop")
                     records.append({**current, "flags": [f for f in flags if f], "loop": True})
@@ -328,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": os.uname().machine,
         "python": sys.version.split()[0],
-        "method": "HttpSpan.end timed with perf_counter_ns on real requests to the mock (own "
-        "process, CPU 1) from a traced session (CPU 0); loop lag = lateness of a 1 ms sleep "
-        "loop during concurrent paced streams, traced and untraced rounds alternating",
+        "method": "HttpSpan.end and _finish timed with perf_counter_ns on real requests to the "
+        "mock (own process, CPU 1) from a traced session (CPU 0); loop lag = lateness of a "
+        "1 ms sleep loop during concurrent paced streams, traced and untraced rounds alternating",
         "size_bytes": args.size,
         "streams": args.streams,
         "stream_kib": [result["stream_kib"][0], result["stream_kib"][-1]],
@@ -356,7 +358,9 @@ def _print(report: dict) -> None:
     from rich.table import Table
 
     console = Console(width=max(Console().width, 130))
-    table = Table(title="End-of-call work on the event loop (HttpSpan.end; steps: medians), ms")
+    table = Table(
+        title="End-of-call work on the event loop (HttpSpan.end + _finish; steps: medians), ms"
+    )
     short = ("req parse", "resp parse", "attrs", "rest", "gate", "sdk")
     cols = ("case", "KiB", "calls", "median", "max", *short, "gc young/full (n)", "flags")
     for col in cols:

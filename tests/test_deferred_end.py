@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aiohttp_llm_tracing import SpanRegistry, _deferred, create_trace_config
+from aiohttp_llm_tracing._inflight import HttpSpan
 from aiohttp_llm_tracing._reasons import EndReason
 from conftest import free_port
 
@@ -146,7 +147,8 @@ async def test_one_turn_does_at_most_its_budget_then_yields(monkeypatch):
     assert done == [0, 1, 2]
 
 
-async def test_a_failing_end_is_logged_and_the_others_still_run(caplog):
+async def test_a_failing_end_is_logged_and_the_others_still_run(caplog, monkeypatch):
+    monkeypatch.setattr(_deferred, "_perf_counter", lambda: 0.0)  # one turn does both
     done: list[str] = []
 
     def broken(reason: str, error: BaseException | None, end_ns: int) -> None:
@@ -190,4 +192,28 @@ async def test_a_failed_requests_span_ends_at_once():
         assert _deferred.pending() == 0
         (span,) = exporter.get_finished_spans()
     assert span.attributes["llm_tracing.end_reason"] == EndReason.EXCEPTION
+    provider.shutdown()
+
+
+class _BigCall:
+    """Stands in for an LLMCall whose captured bodies are past the deferral limit."""
+
+    def captured_bytes(self) -> int:
+        return _deferred.DEFER_MAX_BYTES
+
+    def finish(self, attributes: dict, entry: object, reason: str) -> None:
+        attributes["big"] = True
+
+
+async def test_an_end_with_big_bodies_is_done_at_once():
+    provider, exporter = raw_pipeline()
+    registry = SpanRegistry(sweep_interval=None)
+    span = provider.get_tracer("t").start_span("chat")
+    entry = HttpSpan(span, "id", registry, _BigCall())  # type: ignore[arg-type]
+    registry.register("id", entry)
+    registry.end("id", EndReason.BODY_COMPLETE)
+    # Its parse is most of its end: nothing to gain from a turn, and queued ends add up.
+    assert _deferred.pending() == 0
+    (ended,) = exporter.get_finished_spans()
+    assert ended.attributes["big"] is True
     provider.shutdown()

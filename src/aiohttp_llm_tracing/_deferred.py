@@ -17,8 +17,9 @@ holds, and the span's end time is the signal's own. A queued end is done by:
   processor put first in its list does it, see :func:`watch`), ``TracingProvider``'s ``flush()``
   and ``shutdown()``, the exit hook and the test helpers.
 
-An end signalled with no running loop in its thread (the sweeper, the exit hook), and the end
-of a request that failed with an exception, are done at once.
+An end signalled with no running loop in its thread (the sweeper, the exit hook), the end of a
+request that failed with an exception and the end of a call with more than
+:data:`DEFER_MAX_BYTES` of bodies are done at once (``HttpSpan.end`` says why).
 The callback works for at most :data:`TURN_BUDGET_S` before it yields to the loop again, so many
 calls ending together do not add up to one long stall.
 """
@@ -36,10 +37,14 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-__all__ = ["TURN_BUDGET_S", "defer", "drain", "pending", "watch"]
+__all__ = ["DEFER_MAX_BYTES", "TURN_BUDGET_S", "defer", "drain", "pending", "watch"]
 
-TURN_BUDGET_S = 0.002
+TURN_BUDGET_S = 0.0005
 """Seconds of queued ends one loop callback does before it lets the loop run again."""
+DEFER_MAX_BYTES = 32 * 1024
+"""Captured body bytes (request and response together) from which an end is done at once: a
+big body's end is mostly its parse, which gains nothing from waiting and, queued with others,
+adds up to longer stalls."""
 
 Finish = Callable[[str, "BaseException | None", int], None]
 
