@@ -69,8 +69,9 @@ MODES_FOR = {
     "plain": ("bare", "empty", "floor", "floorm", "floorc", "ours", "instm"),
 }
 # Counted only when named: the split of a JSON call into the content floor (floorc, floorg),
-# our lifecycle and capture (ours_noend) and the end (see _peers_worker.LABELS).
-SPLIT_MODES = ("floorc", "floorg", "ours_noend")
+# our lifecycle and capture (ours_noend) and the end, and the end done inside the caller's read
+# (ours_inline; see _peers_worker.LABELS).
+SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline")
 # ours_general (what the one-pass end of chat calls saves) only when asked for.
 DEFAULT_MODES = tuple(
     dict.fromkeys(m for modes in MODES_FOR.values() for m in modes if m != "ours_general")
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(max(1, args.repeat))
         for mode in modes
         for kind in kinds
-        if mode in MODES_FOR[kind] or (kind == "json" and mode in SPLIT_MODES)
+        if mode in MODES_FOR[kind]
+        or (mode in SPLIT_MODES and (kind == "json" or mode == "ours_inline"))
     ]
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))

@@ -19,6 +19,12 @@ from aiohttp_llm_tracing._inflight import HttpSpan
 from aiohttp_llm_tracing._reasons import EndReason
 from conftest import free_port
 
+pytest.register_assert_rewrite("llm_fixtures")
+from llm_fixtures import USER  # noqa: E402
+
+pytest_plugins = ["llm_fixtures"]
+CHAT = {"model": "gpt-4o-mini", "messages": USER}
+
 
 @pytest.fixture(autouse=True)
 def empty_queue() -> Iterator[None]:
@@ -41,38 +47,53 @@ def raw_pipeline(batch: bool = False) -> tuple[TracerProvider, InMemorySpanExpor
     return provider, exporter
 
 
-async def test_the_span_ends_on_the_loops_next_turn(server):
+async def test_an_llm_calls_span_ends_on_the_loops_next_turn(llm_server):
     provider, exporter = raw_pipeline()
     registry = SpanRegistry(sweep_interval=None)
     config = create_trace_config(tracer_provider=provider, registry=registry)
     async with aiohttp.ClientSession(trace_configs=[config]) as s:
-        resp = await s.get(server.make_url("/json"))
+        resp = await s.post(f"{llm_server.base_url}/chat/completions", json=CHAT)
         body = await resp.read()
         # Popped from the registry at the signal (exactly once), ended a turn later.
         assert registry.stats().in_flight == 0
-        assert registry.stats().ended_total == 1
+        assert registry.stats().ended == {EndReason.BODY_COMPLETE: 1}
         assert exporter.get_finished_spans() == ()
         assert _deferred.pending() == 1
         await asyncio.sleep(0)
         (span,) = exporter.get_finished_spans()
         resp.release()
     assert body
-    assert span.attributes["llm_tracing.end_reason"] == EndReason.RESPONSE
-    # The end time is the signal's, not the turn's.
+    assert span.attributes["llm_tracing.end_reason"] == EndReason.BODY_COMPLETE
+    assert span.attributes["gen_ai.response.model"]
     assert span.start_time <= span.end_time
     provider.shutdown()
 
 
+async def test_a_plain_requests_span_ends_at_once(server):
+    provider, exporter = raw_pipeline()
+    config = create_trace_config(
+        tracer_provider=provider, registry=SpanRegistry(sweep_interval=None)
+    )
+    async with aiohttp.ClientSession(trace_configs=[config]) as s:
+        async with s.get(server.make_url("/json")) as resp:
+            await resp.read()
+            # Its end is small: a turn would cost more than it saves.
+            assert _deferred.pending() == 0
+            assert len(exporter.get_finished_spans()) == 1
+    provider.shutdown()
+
+
 @pytest.mark.parametrize("batch", [False, True], ids=["simple", "batch"])
-async def test_an_sdk_providers_force_flush_does_the_queued_ends(server, batch):
+async def test_an_sdk_providers_force_flush_does_the_queued_ends(llm_server, batch):
     provider, exporter = raw_pipeline(batch)
     config = create_trace_config(
         tracer_provider=provider, registry=SpanRegistry(sweep_interval=None)
     )
     async with aiohttp.ClientSession(trace_configs=[config]) as s:
         for _ in range(2):
-            async with s.get(server.make_url("/json")) as resp:
+            async with s.post(f"{llm_server.base_url}/chat/completions", json=CHAT) as resp:
                 await resp.read()
+                assert _deferred.pending() == 1
                 # No turn of the loop yet: a flush right after the call still exports it.
                 assert provider.force_flush()
         assert len(exporter.get_finished_spans()) == 2
@@ -83,14 +104,15 @@ async def test_an_sdk_providers_force_flush_does_the_queued_ends(server, batch):
     provider.shutdown()
 
 
-async def test_an_sdk_providers_shutdown_does_the_queued_ends(server):
+async def test_an_sdk_providers_shutdown_does_the_queued_ends(llm_server):
     provider, exporter = raw_pipeline(batch=True)
     config = create_trace_config(
         tracer_provider=provider, registry=SpanRegistry(sweep_interval=None)
     )
     async with aiohttp.ClientSession(trace_configs=[config]) as s:
-        async with s.get(server.make_url("/json")) as resp:
+        async with s.post(f"{llm_server.base_url}/chat/completions", json=CHAT) as resp:
             await resp.read()
+            assert _deferred.pending() == 1
             provider.shutdown()
     assert len(exporter.get_finished_spans()) == 1
 

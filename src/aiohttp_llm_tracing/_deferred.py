@@ -5,8 +5,7 @@ openai SDK, say, is between reading the body and parsing it. The end's work (par
 build the attributes, end the span) done right there runs on caches full of the caller's
 working set, and evicts it in turn. The same work queued and done once the caller's step
 yields to the loop costs less CPU, for the caller and for the end (measured in the README's
-Performance section, "Where the end runs"): nothing else changes, the instructions are the
-same.
+Performance section, "Where the end runs"), though the turn itself adds a few instructions.
 
 The entry has already been popped from the registry when its end is queued, so exactly once
 holds, and the span's end time is the signal's own. A queued end is done by:
@@ -17,9 +16,10 @@ holds, and the span's end time is the signal's own. A queued end is done by:
   processor put first in its list does it, see :func:`watch`), ``TracingProvider``'s ``flush()``
   and ``shutdown()``, the exit hook and the test helpers.
 
-An end signalled with no running loop in its thread (the sweeper, the exit hook), the end of a
-request that failed with an exception and the end of a call with more than
-:data:`DEFER_MAX_BYTES` of bodies are done at once (``HttpSpan.end`` says why).
+Only LLM calls' ends are queued. An end signalled with no running loop in its thread (the
+sweeper, the exit hook), a plain request's, the end of a request that failed with an exception
+and the end of a call with more than :data:`DEFER_MAX_BYTES` of bodies are done at once
+(``HttpSpan.end`` says why).
 The callback works for at most :data:`TURN_BUDGET_S` before it yields to the loop again, so many
 calls ending together do not add up to one long stall.
 """
