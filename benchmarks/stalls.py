@@ -115,7 +115,7 @@ def _serve(port_file: str) -> None:
 def _install_timers(records: list[dict]) -> None:
     """Time ``HttpSpan.end``, ``HttpSpan._finish`` and the steps inside; one record per span."""
     from aiohttp_llm_tracing import _attributes as A
-    from aiohttp_llm_tracing import _inflight, _llm
+    from aiohttp_llm_tracing import _finisher, _inflight, _llm
 
     current: dict[str, int] = {}
     inside = [0, 0]  # HttpSpan._finish calls running, start of the running collection
@@ -131,36 +131,74 @@ def _install_timers(records: list[dict]) -> None:
 
     gc.callbacks.append(on_gc)
 
-    def wrap(owner: object, name: str, key: str, outer: bool = False) -> None:
+    def wrap(owner: object, name: str, key: str) -> None:
         original = getattr(owner, name)
 
         def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
-            inside[0] += outer
+            if threading.current_thread() is not threading.main_thread():
+                return original(*args, **kwargs)  # on the finisher thread: not the loop's time
             t0 = time.perf_counter_ns()
             try:
                 return original(*args, **kwargs)
             finally:
-                inside[0] -= outer
                 current[key] = current.get(key, 0) + time.perf_counter_ns() - t0
-                if outer:
-                    attrs = args[0].span.attributes or {}
-                    flags = [attrs.get(A.BODY_TRUNCATED), attrs.get(A.PARSE_ERROR)]
-                    signal = current.pop("signal", 0)
-                    if threading.current_thread() is threading.main_thread():
-                        # The signal and, on a later turn of the loop, the end's work.
-                        current["end"] += signal
-                        if A.LANGFUSE_OBSERVATION_OUTPUT not in attrs:
-                            flags.append("no output")
-                    else:
-                        # Handed to the finisher thread: the loop paid the signal alone, and
-                        # the steps ran off it.
-                        current.clear()
-                        current["end"] = signal
-                        flags.append("finished off the loop")
-                    records.append({**current, "flags": [f for f in flags if f], "loop": True})
-                    current.clear()
 
         setattr(owner, name, timed)
+
+    def record(entry: object, end_ns: int, flags: list) -> None:
+        attrs = entry.span.attributes or {}  # type: ignore[attr-defined]
+        flags = [attrs.get(A.BODY_TRUNCATED), attrs.get(A.PARSE_ERROR), *flags]
+        on_loop = threading.current_thread() is threading.main_thread()
+        records.append(
+            {**current, "end": end_ns, "flags": [f for f in flags if f], "loop": on_loop}
+        )
+        current.clear()
+
+    # The signal (HttpSpan.end) and the end's work (HttpSpan._finish), which runs inside the
+    # signal, on the loop's next turn (_deferred) or on the finisher thread: a record is made
+    # when the loop's share of a call is over, and counts all of it.
+    signals: dict[object, int] = {}  # queued ends: their signal's time, until their turn
+    running = [False]  # a signal is running on the loop
+    original_end, original_finish = _inflight.HttpSpan.end, _inflight.HttpSpan._finish
+
+    def end(self, reason, error=None):  # type: ignore[no-untyped-def]
+        running[0] = True
+        inside[0] += 1
+        t0 = time.perf_counter_ns()
+        try:
+            return original_end(self, reason, error)
+        finally:
+            took = time.perf_counter_ns() - t0
+            inside[0] -= 1
+            running[0] = False
+            if current.pop("finished", 0):  # done inside the signal
+                record(self, took, ["no output"] if current.pop("no_output", 0) else [])
+            elif self.llm is not None and self.llm.captured_bytes() >= _finisher.OFFLOAD_BYTES:
+                record(self, took, ["finished off the loop"])  # the loop paid the signal alone
+            else:
+                signals[self] = took
+
+    def finish(self, reason, error, end_ns):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is not threading.main_thread():
+            return original_finish(self, reason, error, end_ns)
+        inside[0] += 1
+        t0 = time.perf_counter_ns()
+        try:
+            return original_finish(self, reason, error, end_ns)
+        finally:
+            took = time.perf_counter_ns() - t0
+            inside[0] -= 1
+            attrs = self.span.attributes or {}
+            flags = [] if A.LANGFUSE_OBSERVATION_OUTPUT in attrs else ["no output"]
+            if running[0]:
+                current["finished"] = 1
+                if flags:
+                    current["no_output"] = 1
+            else:
+                record(self, signals.pop(self, 0) + took, flags)
+
+    _inflight.HttpSpan.end = end  # type: ignore[method-assign]
+    _inflight.HttpSpan._finish = finish  # type: ignore[method-assign]
 
     wrap(_llm, "read_request", "request_parse")
     wrap(_llm, "read_response", "response_parse")
@@ -168,9 +206,6 @@ def _install_timers(records: list[dict]) -> None:
     wrap(_llm, "response_attributes", "response_attrs")
     wrap(_llm.LLMCall, "finish", "finish")
     wrap(_inflight, "exportable_attributes", "gate")
-    # The end signal queues the work for the loop's next turn (_deferred): both are timed.
-    wrap(_inflight.HttpSpan, "end", "signal")
-    wrap(_inflight.HttpSpan, "_finish", "end", outer=True)
 
 
 def _phases(rec: dict) -> dict[str, float]:
