@@ -65,6 +65,7 @@ MODES = (
     "ours_noparse",
     "ours_again",
     "ours_inline",
+    "ours_checked",
 )
 DEFAULT_MODES = MODES[:6]
 PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
@@ -88,6 +89,7 @@ LABELS = {
     "ours_noparse": "ours with each stream's parse done once and reused (a free stream parse)",
     "ours_again": "ours again in a second worker (two workers of the same code: the spread)",
     "ours_inline": "ours with each end done inside the caller's read (before the end moved out)",
+    "ours_checked": "ours with its end attributes checked by the SDK again (before _span_write)",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -209,6 +211,7 @@ class Worker:
             "ours_noparse",
             "ours_again",
             "ours_inline",
+            "ours_checked",
         ):
             from aiohttp_llm_tracing import create_trace_config
 
@@ -224,6 +227,11 @@ class Worker:
 
                 # No end is queued for the loop's next turn: each is done where it is signalled.
                 inflight.defer = lambda *args: False  # type: ignore[assignment]
+            elif mode == "ours_checked":
+                import aiohttp_llm_tracing._span_write as span_write
+
+                # Every end attribute goes through span.set_attributes and its checks.
+                span_write._write = lambda span, attributes: False  # type: ignore[assignment]
             self.trace_configs = [create_trace_config(tracer_provider=tp)]
         elif mode == "ours_http":
             from aiohttp_llm_tracing import create_trace_config

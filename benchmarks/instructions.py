@@ -69,9 +69,10 @@ MODES_FOR = {
     "plain": ("bare", "empty", "floor", "floorm", "floorc", "ours", "instm"),
 }
 # Counted only when named: the split of a JSON call into the content floor (floorc, floorg),
-# our lifecycle and capture (ours_noend) and the end, and the end done inside the caller's read
-# (ours_inline; see _peers_worker.LABELS).
-SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline")
+# our lifecycle and capture (ours_noend) and the end, the end done inside the caller's read
+# (ours_inline) and the end's attributes checked by the SDK again (ours_checked); see
+# _peers_worker.LABELS.
+SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline", "ours_checked")
 # ours_general (what the one-pass end of chat calls saves) only when asked for.
 DEFAULT_MODES = tuple(
     dict.fromkeys(m for modes in MODES_FOR.values() for m in modes if m != "ours_general")
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes
         for kind in kinds
         if mode in MODES_FOR[kind]
-        or (mode in SPLIT_MODES and (kind == "json" or mode == "ours_inline"))
+        or (mode in SPLIT_MODES and (kind == "json" or mode in ("ours_inline", "ours_checked")))
     ]
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))

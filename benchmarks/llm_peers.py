@@ -720,6 +720,7 @@ SHORT = {
     "ours_noparse": "ours, free stream parse",
     "ours_again": "ours again",
     "ours_inline": "ours, end inline",
+    "ours_checked": "ours, SDK checks",
 }
 
 

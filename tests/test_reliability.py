@@ -17,7 +17,11 @@ from aiohttp import web
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 from aiohttp_llm_tracing import create_trace_config, setup_tracing
-from aiohttp_llm_tracing._exportable import exportable_attributes, exportable_str
+from aiohttp_llm_tracing._exportable import (
+    ExportableAttributes,
+    exportable_attributes,
+    exportable_str,
+)
 from aiohttp_llm_tracing._redact import redact_secrets, redact_text
 
 SECRET = "sk-live-0123456789abcdefSECRET"
@@ -124,11 +128,18 @@ def test_the_gate_itself() -> None:
         "ok": 7,
         "flag": True,
         "ratio": 0.5,
-        "mixed": ["1", "a", "2.0"],
-        "strings": ["x\ufffd"],
+        "mixed": ("1", "a", "2.0"),
+        "strings": ("x\ufffd",),
         "obj": "{'k': 1}",
         "\ufffdkey": "v",
     }
+    # Each value is as the SDK's own validation would store it (sequences as tuples), and the
+    # type says so: the end writes such attributes without the SDK checking them again.
+    assert type(cleaned) is ExportableAttributes
+    # Not where the SDK would drop or refuse something: an empty key, a sequence of sequences.
+    assert type(exportable_attributes({"": "v"})) is dict
+    assert exportable_attributes({"nested": [[1], [2]]}) == {"nested": ((1,), (2,))}
+    assert type(exportable_attributes({"nested": [[1], [2]]})) is dict
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,10 @@ fails the same way. So strings are made valid UTF-8 (a lone surrogate becomes U+
 split into two escapes is joined), integers outside int64 are kept as their decimal string, and
 any other type becomes a string. Names, status descriptions, attributes and event attributes
 all pass here.
+
+What comes out is also what the SDK's own validation would store unchanged (sequences as tuples),
+and :class:`ExportableAttributes` says so where it holds for every value: ``_span_write`` then
+spares the SDK checking it all again.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["exportable_attributes", "exportable_str"]
+__all__ = ["ExportableAttributes", "exportable_attributes", "exportable_str"]
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_SCALARS = frozenset({str, bool, float, int})
+
+
+class ExportableAttributes(dict[str, Any]):
+    """Attributes the SDK would store as they are: non-empty ``str`` keys, and values that are
+    ``str``, ``bool``, ``float`` or int64 ``int``, or tuples of one of those types."""
+
+    __slots__ = ()
 
 
 def exportable_str(text: str) -> str:
@@ -44,13 +56,15 @@ def _value(value: Any) -> Any:
         # OTLP arrays are homogeneous: mixed ones become strings throughout.
         if len({type(v) for v in items}) > 1:
             items = [v if isinstance(v, str) else str(v) for v in items]
-        return items
+        return tuple(items)
     return exportable_str(str(value))
 
 
 def exportable_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """``attributes`` with every key and value one the OTLP exporter encodes."""
-    out: dict[str, Any] = {}
+    """``attributes`` with every key and value one the OTLP exporter encodes: an
+    :class:`ExportableAttributes` unless a key is empty or a sequence holds sequences."""
+    out: dict[str, Any] = ExportableAttributes()
+    flat = True
     low, high = _INT64
     for key, value in attributes.items():
         # Plain ASCII strings and int64 integers, nearly every value, cost one check each
@@ -66,5 +80,9 @@ def exportable_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             continue
         else:
             value = _value(value)
+            if type(value) is tuple and value and type(value[0]) not in _SCALARS:
+                flat = False
         out[key if key.isascii() else exportable_str(key)] = value
+    if not flat or "" in out:
+        return dict(out)
     return out

@@ -14,10 +14,11 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from . import _attributes as A
 from ._deferred import DEFER_MAX_BYTES, defer, watch
-from ._exportable import exportable_attributes, exportable_str
+from ._exportable import ExportableAttributes, exportable_attributes, exportable_str
 from ._finisher import OFFLOAD_BYTES, submit
 from ._reasons import EndReason
 from ._redact import redact_text
+from ._span_write import set_end_attributes
 
 if TYPE_CHECKING:
     from ._capture import BodyCapture
@@ -166,7 +167,9 @@ class HttpSpan:
 
     def _finish(self, reason: str, error: BaseException | None, end_ns: int | None) -> None:
         span = self.span
-        attributes: dict[str, Any] = {A.END_REASON: reason}
+        # Our own constants and numbers, unless the gate below runs: the SDK would store them as
+        # they are.
+        attributes: dict[str, Any] = ExportableAttributes({A.END_REASON: reason})
         if self.extra:
             attributes.update(self.extra)
         if self.status_code:
@@ -216,7 +219,7 @@ class HttpSpan:
         # A plain response's end attributes are our own constants and numbers: nothing to clean.
         if self.llm is not None or self.extra or status is not None:
             attributes = exportable_attributes(attributes)
-        span.set_attributes(attributes)
+        set_end_attributes(span, attributes)
         if status is not None:
             if status.description:
                 status = Status(status.status_code, exportable_str(status.description))
