@@ -73,6 +73,8 @@ MODES_FOR = {
 # (ours_inline) and the end's attributes checked by the SDK again (ours_checked); see
 # _peers_worker.LABELS.
 SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline", "ours_checked")
+# Of those, the ones counted for every kind named, not for JSON calls alone.
+SPLIT_EVERY_KIND = ("ours_inline", "ours_checked")
 # ours_general (what the one-pass end of chat calls saves) only when asked for.
 DEFAULT_MODES = tuple(
     dict.fromkeys(m for modes in MODES_FOR.values() for m in modes if m != "ours_general")
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes
         for kind in kinds
         if mode in MODES_FOR[kind]
-        or (mode in SPLIT_MODES and (kind == "json" or mode in ("ours_inline", "ours_checked")))
+        or (mode in SPLIT_MODES and (kind == "json" or mode in SPLIT_EVERY_KIND))
     ]
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))
