@@ -10,11 +10,13 @@ import logging
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 
 from aiohttp import web
@@ -201,6 +203,41 @@ def content_floor_trace_config(provider):  # type: ignore[no-untyped-def]
     config.on_request_start.append(start)
     config.on_request_end.append(end)
     return config
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """``src/`` of ``ref``, written under ``into``; the folder to put on ``PYTHONPATH``."""
+    root = (
+        subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=HERE, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .strip()
+    )
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "src"], cwd=root, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+REF_SRC_ENV = "LLM_PEERS_REF_SRC"
+"""Where the ``ours_ref`` mode of the peers' worker imports aiohttp_llm_tracing from."""
+
+
+@contextmanager
+def ref_source(ref: str | None) -> Iterator[None]:
+    """With ``ref`` given, its ``src/`` exported for the ``ours_ref`` mode while in the block."""
+    if ref is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="llm-tracing-ref-") as tmp:
+        os.environ[REF_SRC_ENV] = str(export_ref(ref, Path(tmp)))
+        try:
+            yield
+        finally:
+            os.environ.pop(REF_SRC_ENV, None)
 
 
 def pin_to_cpu(cpu: int) -> None:

@@ -66,6 +66,7 @@ MODES = (
     "ours_again",
     "ours_inline",
     "ours_checked",
+    "ours_ref",
 )
 DEFAULT_MODES = MODES[:6]
 PEERS = ("openai_v2", "openllmetry", "openinference", "langfuse", "openai_v2_nocontent")
@@ -90,6 +91,7 @@ LABELS = {
     "ours_again": "ours again in a second worker (two workers of the same code: the spread)",
     "ours_inline": "ours with each end done inside the caller's read (before the end moved out)",
     "ours_checked": "ours with its end attributes checked by the SDK again (before _span_write)",
+    "ours_ref": "ours at another version (--ref), in the same run",
     "instm": "ours through instrument() with metrics on, as a user runs it",
 }
 MODEL = "gpt-4o-mini"
@@ -107,7 +109,13 @@ def mode_env(mode: str, base_url: str, base: dict[str, str] | None = None) -> di
     env = {k: v for k, v in (base or os.environ).items() if not k.startswith(_CLEAR_PREFIXES)}
     env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     env["PYTHONUNBUFFERED"] = "1"
-    if mode == "openai_v2":
+    if mode == "ours_ref":
+        # The other version's src/ first on the path (exported by _common.ref_source).
+        src = env.get("LLM_PEERS_REF_SRC")
+        if not src:
+            raise ValueError("mode ours_ref needs --ref (LLM_PEERS_REF_SRC unset)")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    elif mode == "openai_v2":
         # util-genai 1.1b0 always runs openai-v2 in "experimental" mode, where ``true`` is
         # rejected (becomes NO_CONTENT): SPAN_ONLY is what puts the messages on the span.
         env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
@@ -156,7 +164,8 @@ def _generation_attributes(url: str) -> dict:
             def update_name(name: str) -> None:
                 pass
 
-    generation = dict(call.start_attributes)
+    generation: dict = {}  # type: ignore[type-arg]
+    call.add_start_attributes(generation)
     call.finish(generation, Entry, "body_complete")  # type: ignore[arg-type]
     return generation
 
@@ -212,6 +221,7 @@ class Worker:
             "ours_again",
             "ours_inline",
             "ours_checked",
+            "ours_ref",
         ):
             from aiohttp_llm_tracing import create_trace_config
 

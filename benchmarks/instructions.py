@@ -55,7 +55,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import _server, write_report  # noqa: E402
+from _common import _server, ref_source, write_report  # noqa: E402
 from _peers_worker import LABELS, MODES, STREAM_CHUNKS, mode_env  # noqa: E402
 from llm_peers import TARGETS, VENV, ensure_venv  # noqa: E402
 
@@ -72,9 +72,9 @@ MODES_FOR = {
 # our lifecycle and capture (ours_noend) and the end, the end done inside the caller's read
 # (ours_inline) and the end's attributes checked by the SDK again (ours_checked); see
 # _peers_worker.LABELS.
-SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline", "ours_checked")
+SPLIT_MODES = ("floorc", "floorg", "ours_noend", "ours_inline", "ours_checked", "ours_ref")
 # Of those, the ones counted for every kind named, not for JSON calls alone.
-SPLIT_EVERY_KIND = ("ours_inline", "ours_checked")
+SPLIT_EVERY_KIND = ("ours_inline", "ours_checked", "ours_ref")
 # ours_general (what the one-pass end of chat calls saves) only when asked for.
 DEFAULT_MODES = tuple(
     dict.fromkeys(m for modes in MODES_FOR.values() for m in modes if m != "ours_general")
@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--venv", type=Path, default=VENV, help="peers venv (default: .venv-peers)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--ref", help="git ref of another version for the ours_ref mode")
     args = p.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("instructions.py needs valgrind (apt install valgrind)", file=sys.stderr)
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown modes {sorted(unknown)}")
     if "bare" not in modes:
         modes.insert(0, "bare")
+    if ("ours_ref" in modes) != (args.ref is not None):
+        p.error("--ref and the ours_ref mode go together")
     kinds = tuple(args.kinds.split(","))
     small, large = (5, 15) if args.quick else (args.small, args.large)
     python = ensure_venv(args.venv)
@@ -283,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     # Bare's first kind once more at the end: how far two runs of identical work differ.
     jobs.append(("bare", kinds[0]))
     with (
+        ref_source(args.ref),
         _server(HERE / "_peers_server.py", ["--pace-ms", str(args.pace_ms)], [], 1) as url,
         concurrent.futures.ThreadPoolExecutor(args.jobs) as pool,
     ):
@@ -329,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         ),
         "pace_ms": args.pace_ms,
+        "ref": args.ref,
         "python": sys.version.split()[0],
         "kinds": list(kinds),
         "labels": {m: LABELS[m] for m in modes},

@@ -721,6 +721,7 @@ SHORT = {
     "ours_again": "ours again",
     "ours_inline": "ours, end inline",
     "ours_checked": "ours, SDK checks",
+    "ours_ref": "ours at --ref",
 }
 
 
@@ -837,6 +838,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--venv", type=Path, default=VENV, help="peers venv (default: .venv-peers)")
     p.add_argument("--modes", default=None, help=f"comma list from {','.join(MODES)}")
+    p.add_argument(
+        "--ref", help="git ref of another version for the ours_ref mode (A/B in the same run)"
+    )
     p.add_argument("--reps", type=int)
     p.add_argument("--rounds", type=int)
     p.add_argument("--json-burst", type=int)
@@ -890,6 +894,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.modes) - set(MODES)
     if unknown or BASELINE not in args.modes:
         p.error(f"--modes must include {BASELINE!r} and only names from {MODES}")
+    if ("ours_ref" in args.modes) != (args.ref is not None):
+        p.error("--ref and the ours_ref mode go together")
     return args
 
 
@@ -925,7 +931,10 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "LLM_PEERS_T0": repr(t_start)}
         env.pop("PYTHONHOME", None)
         os.execve(str(python), [str(python), str(Path(__file__).resolve()), *argv], env)
-    result = run(args, t_start)
+    from _common import ref_source
+
+    with ref_source(args.ref):
+        result = run(args, t_start)
     report = {
         "benchmark": "llm_peers",
         "machine": {"arch": os.uname().machine, "cpus": os.cpu_count()},
@@ -945,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
                 "metric",
                 "parallel",
                 "window",
+                "ref",
             )
         }
         | {"modes": args.modes, "stream_chunks": STREAM_CHUNKS},

@@ -33,16 +33,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import CHAT_BODY, round_order, server_process, write_report  # noqa: E402
+from _common import CHAT_BODY, export_ref, round_order, server_process, write_report  # noqa: E402
 
 RESULTS = HERE / "results" / "sse_chunk.json"
 REF = "6e9d5cb"  # the last version whose overhead.py run met the 2 us target (1.50 us)
@@ -120,23 +118,6 @@ def per_chunk(cpu: dict[str, list[float]]) -> float:
     return statistics.median(((os_ - bs) - (oc - bc)) / CHUNKS for bc, oc, bs, os_ in rounds)
 
 
-def _export_ref(ref: str, into: Path) -> Path:
-    """``src/`` of ``ref``, written under ``into``; the folder to put on ``PYTHONPATH``."""
-    root = (
-        subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=HERE, capture_output=True, check=True
-        )
-        .stdout.decode()
-        .strip()
-    )
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", ref, "src"], cwd=root, capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
-
-
 def _run(cmd: list[str], src: Path | None, cpu: int | None = 0) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     env = dict(os.environ)
     if src is not None:
@@ -192,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONHASHSEED"] = "0"
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, server_process(cpu=1) as url:
-        trees: dict[str, Path | None] = {"this": None, args.ref: _export_ref(args.ref, Path(tmp))}
+        trees: dict[str, Path | None] = {"this": None, args.ref: export_ref(args.ref, Path(tmp))}
         figures: dict[str, list[float]] = {name: [] for name in trees}
         for rep in range(args.reps):
             for name in list(trees)[:: 1 if rep % 2 == 0 else -1]:

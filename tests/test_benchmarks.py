@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -384,3 +385,34 @@ def test_gc_cost_summary_takes_medians_per_generation() -> None:
     assert row["collections_per_1000"] == [40.0, 4.0, 0.0]
     assert row["gc_us_per_call_total"] == 26.0
     assert row["gc_us_per_call_by_rep"] == [21.0, 91.0, 26.0]
+
+
+def test_gc_cost_summary_pools_the_turns_of_queued_ends() -> None:
+    gc_cost = _bench("gc_cost")
+    base = {"us_per_call": 1.0, "gc_us_per_call": [1.0] * 3, "collections_per_1000": [1.0] * 3}
+    drains = ((10, 5, -4.0), (30, 0, -6.0), (20, 10, -5.0))
+    runs = [
+        base
+        | {"mode": "ours", "drain_turns": t, "drain_turns_at_zero": z}
+        | {"count_change_per_queued_end": c}
+        for t, z, c in drains
+    ]
+    runs.append(base | {"mode": "bare"})
+    rows = gc_cost.summarise(runs)
+    assert rows["ours"]["drain_turns_at_zero_share"] == 0.25  # 15 of 60 turns, pooled
+    assert rows["ours"]["count_change_per_queued_end"] == -5.0
+    assert "drain_turns_at_zero_share" not in rows["bare"]
+
+
+def test_the_ref_mode_imports_the_exported_version_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    common, worker = _bench("_common"), _bench("_peers_worker")
+    monkeypatch.delenv(common.REF_SRC_ENV, raising=False)
+    with pytest.raises(ValueError, match="--ref"):
+        worker.mode_env("ours_ref", "http://127.0.0.1:1")
+    if subprocess.run(["git", "-C", str(BENCH), "rev-parse"], capture_output=True).returncode:
+        pytest.skip("needs the git history to export the reference tree")
+    with common.ref_source("HEAD"):
+        src = Path(worker.mode_env("ours_ref", "http://127.0.0.1:1")["PYTHONPATH"].split(":")[0])
+        assert (src / "aiohttp_llm_tracing" / "__init__.py").is_file()
+    assert common.REF_SRC_ENV not in os.environ
+    assert not src.exists()  # the export is removed with the block

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
@@ -25,6 +25,16 @@ from llm_fixtures import USER  # noqa: E402
 
 pytest_plugins = ["llm_fixtures"]
 CHAT = {"model": "gpt-4o-mini", "messages": USER}
+
+
+class Queued:
+    """An end to queue: ``finish_deferred()`` calls ``action``."""
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        self.action = action
+
+    def finish_deferred(self) -> None:
+        self.action()
 
 
 @pytest.fixture(autouse=True)
@@ -124,25 +134,22 @@ def test_asyncio_run_returns_with_the_last_queued_end_done():
     done: list[str] = []
 
     async def main() -> None:
-        assert _deferred.defer(lambda reason, error, end_ns: done.append(reason), "x", None, 1)
+        assert _deferred.defer(Queued(lambda: done.append("x")))
 
     asyncio.run(main())
     assert done == ["x"]
 
 
 def test_with_no_running_loop_nothing_is_queued():
-    assert not _deferred.defer(lambda *a: None, "x", None, 1)
+    assert not _deferred.defer(Queued(lambda: None))
     assert _deferred.pending() == 0
 
 
 def test_ends_left_by_a_closed_loop_are_done_by_the_next_loop():
     done: list[str] = []
 
-    def finish(reason: str, error: BaseException | None, end_ns: int) -> None:
-        done.append(reason)
-
     async def queue_then_stop() -> None:
-        _deferred.defer(finish, "first", None, 1)
+        _deferred.defer(Queued(lambda: done.append("first")))
         asyncio.get_running_loop().stop()  # the drain's turn never comes
 
     loop = asyncio.new_event_loop()
@@ -153,7 +160,7 @@ def test_ends_left_by_a_closed_loop_are_done_by_the_next_loop():
     assert done == [] and _deferred.pending() == 1
 
     async def queue_again() -> None:
-        _deferred.defer(finish, "second", None, 1)
+        _deferred.defer(Queued(lambda: done.append("second")))
 
     asyncio.run(queue_again())
     assert done == ["first", "second"]
@@ -162,7 +169,7 @@ def test_ends_left_by_a_closed_loop_are_done_by_the_next_loop():
 async def test_one_turn_does_every_end_queued_so_far():
     done: list[int] = []
     for i in range(50):
-        _deferred.defer(lambda reason, error, end_ns, i=i: done.append(i), "x", None, 1)
+        _deferred.defer(Queued(lambda i=i: done.append(i)))
     # Capped per turn, the queue outgrew the turns under sustained load: none is left over.
     await asyncio.sleep(0)
     assert done == list(range(50))
@@ -172,11 +179,11 @@ async def test_one_turn_does_every_end_queued_so_far():
 async def test_a_failing_end_is_logged_and_the_others_still_run(caplog):
     done: list[str] = []
 
-    def broken(reason: str, error: BaseException | None, end_ns: int) -> None:
+    def broken() -> None:
         raise RuntimeError("boom")
 
-    _deferred.defer(broken, "a", None, 1)
-    _deferred.defer(lambda reason, error, end_ns: done.append(reason), "b", None, 1)
+    _deferred.defer(Queued(broken))
+    _deferred.defer(Queued(lambda: done.append("b")))
     with caplog.at_level(logging.ERROR, logger="aiohttp_llm_tracing"):
         await asyncio.sleep(0)
     assert done == ["b"]
@@ -187,12 +194,12 @@ async def test_drains_from_another_thread_and_the_loop_do_each_end_once():
     done: list[int] = []
     lock = threading.Lock()
 
-    def finish(reason: str, error: BaseException | None, end_ns: int) -> None:
+    def finish(i: int) -> None:
         with lock:
-            done.append(end_ns)
+            done.append(i)
 
     for i in range(2_000):
-        _deferred.defer(finish, "x", None, i)
+        _deferred.defer(Queued(lambda i=i: finish(i)))
     worker = threading.Thread(target=_deferred.drain)
     worker.start()
     _deferred.drain()

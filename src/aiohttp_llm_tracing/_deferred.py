@@ -4,8 +4,8 @@ An end signal fires inside the caller's own code: the caller read a body's last 
 openai SDK, say, is between reading the body and parsing it. The end's work (parse both bodies,
 build the attributes, end the span) done right there runs on caches full of the caller's
 working set, and evicts it in turn. The same work queued and done once the caller's step
-yields to the loop costs less CPU, for the caller and for the end (measured in the README's
-Performance section, "Where the end runs"), though the turn itself adds a few instructions.
+yields to the loop costs less CPU, for the caller and for the end (docs/performance.md, "Where
+the end runs"), though the turn itself adds a few instructions.
 
 The entry has already been popped from the registry when its end is queued, so exactly once
 holds, and the span's end time is the signal's own. A queued end is done by:
@@ -33,7 +33,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -44,10 +44,20 @@ DEFER_MAX_BYTES = 32 * 1024
 big body's end is mostly its parse, which gains nothing from waiting and, queued with others,
 adds up to longer stalls."""
 
-Finish = Callable[[str, "BaseException | None", int], None]
+
+class Deferred(Protocol):
+    """An end queued for the next turn: it carries what its finish needs itself."""
+
+    def finish_deferred(self) -> None:
+        """Do the end's work; called once, by whichever drain takes it off the queue."""
+
 
 _logger = logging.getLogger("aiohttp_llm_tracing")
-_queue: deque[tuple[Finish, str, BaseException | None, int]] = deque()
+# The ends themselves, not (callable, arguments) tuples: whatever a queued end frees, it frees in
+# its turn, which follows the caller's own parse of the response; that parse often sets off a
+# young collection just before (half the turns in gc_cost.py), and CPython does not count frees
+# below zero, so each object freed there brings the next collection closer.
+_queue: deque[Deferred] = deque()
 # None rather than an exception where no loop runs (the sweeper, the exit hook): the form of
 # get_running_loop() that asyncio itself, uvloop and anyio call, stable since Python 3.7.
 _get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = getattr(
@@ -63,13 +73,13 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def defer(finish: Finish, reason: str, error: BaseException | None, end_ns: int) -> bool:
-    """Queue ``finish(reason, error, end_ns)`` for the running loop's next turn; ``False``, and
+def defer(item: Deferred) -> bool:
+    """Queue ``item.finish_deferred()`` for the running loop's next turn; ``False``, and
     nothing queued, when this thread runs no loop (the caller then finishes at once)."""
     loop = _get_running_loop()
     if loop is None:
         return False
-    _queue.append((finish, reason, error, end_ns))
+    _queue.append(item)
     local = _local
     if local.loop is not loop:
         # Also when the loop a drain was scheduled on was closed before running it: the ends
@@ -90,11 +100,11 @@ def drain() -> None:
     while True:
         try:
             # popleft is atomic: each end is taken by exactly one drainer, whatever the thread.
-            finish, reason, error, end_ns = queue.popleft()
+            item = queue.popleft()
         except IndexError:
             return
         try:
-            finish(reason, error, end_ns)
+            item.finish_deferred()
         except Exception:  # HttpSpan._finish guards itself; this is the last line of defence
             _logger.exception("aiohttp-llm-tracing: a queued span end failed")
 

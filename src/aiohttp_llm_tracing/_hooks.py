@@ -158,7 +158,7 @@ class Hooks:
                 else None
             )
             if call is not None:
-                attributes.update(call.start_attributes)
+                call.add_start_attributes(attributes)
                 call.request_headers = params.headers
                 name = call.initial_name
             else:
@@ -171,8 +171,7 @@ class Hooks:
             if not recording:
                 # Sampled out: only the metrics can still use the call (with its own clock, as
                 # the span has no start time); without them, its bodies are not copied at all.
-                metrics = self._metrics
-                counted = metrics is not None and metrics.enabled
+                counted = self._metrics is not None and self._metrics.enabled
                 if not counted:
                     call = None
             if call is not None:
@@ -180,7 +179,17 @@ class Hooks:
                 started = getattr(span, "start_time", None)
                 if isinstance(started, int):
                     call.started_ns = started
-            entry = HttpSpan(span, request_id, self._registry, call, self._metrics, attributes)
+            metrics = self._metrics
+            # The start attributes are kept for the metrics alone (the span's own are read if a
+            # meter provider comes in the meantime).
+            entry = HttpSpan(
+                span,
+                request_id,
+                self._registry,
+                call,
+                metrics,
+                attributes if metrics is not None and metrics.enabled else None,
+            )
             if counted and not recording:
                 entry.started_ns = time.time_ns()
             # Registered before anything else can fail, so every started span has an owner.

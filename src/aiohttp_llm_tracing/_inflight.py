@@ -46,6 +46,8 @@ class HttpSpan:
         "body_seen",
         "cancel_pending",
         "capture",
+        "end_ns",
+        "end_reason",
         "ended",
         "extra",
         "llm",
@@ -79,6 +81,9 @@ class HttpSpan:
         self.status_code = 0
         self.protocol: str | None = None
         self.ended = False
+        # What a queued end finishes with (_deferred holds the entry itself, not a tuple).
+        self.end_reason = ""
+        self.end_ns = 0
         self.cancel_pending = False
         self.body: weakref.ref[TracedStream] | None = None
         self.body_seen = 0
@@ -134,6 +139,8 @@ class HttpSpan:
         if self.ended:
             return
         self.ended = True
+        # Only renew() reads it: dropped here, inside the signal, not by a queued end's turn.
+        self.body = None
         span = self.span
         if not span.is_recording() and not self._counted_unsampled():
             span.end()
@@ -155,15 +162,17 @@ class HttpSpan:
         # otherwise) with nothing retained that tracemalloc could see. And bodies past
         # DEFER_MAX_BYTES, whose parse is most of their end: queued, 50 streams of 64-256 KiB
         # took the loop's p99 lag from 1.15 to 1.9-3.0 ms.
-        if (
-            llm is not None
-            and error is None
-            and size < DEFER_MAX_BYTES
-            and defer(self._finish, reason, None, end_ns)
-        ):
-            watch(span)
-            return
+        if llm is not None and error is None and size < DEFER_MAX_BYTES:
+            self.end_reason = reason
+            self.end_ns = end_ns
+            if defer(self):
+                watch(span)
+                return
         self._finish(reason, error, end_ns)
+
+    def finish_deferred(self) -> None:
+        """The queued end's work, with the reason and end time of its signal."""
+        self._finish(self.end_reason, None, self.end_ns)
 
     def _finish(self, reason: str, error: BaseException | None, end_ns: int | None) -> None:
         span = self.span
@@ -245,7 +254,7 @@ class HttpSpan:
                 start, end = self.started_ns, end_ns or time.time_ns()
             if isinstance(start, int) and isinstance(end, int):
                 self.metrics.record(  # type: ignore[union-attr]
-                    self.attributes or {},
+                    self.attributes or getattr(span, "attributes", None) or {},
                     end_attributes,
                     (end - start) / 1e9,
                     self.llm is not None,

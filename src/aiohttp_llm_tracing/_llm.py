@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from yarl import URL
@@ -61,6 +62,8 @@ ContentFormat = Literal["langfuse", "gen_ai", "both"]
 _logger = logging.getLogger("aiohttp_llm_tracing")
 _CONTENT_OFF = frozenset({"false", "0", "no", "off", "no_content", "event_only"})
 _REQUEST_TAIL = 4096
+# Headers until the real ones are known: one shared empty mapping, not two dicts a call.
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 _PROVIDER_BY_HOST = (
     (".openai.azure.com", "azure.ai.openai"),
@@ -178,7 +181,6 @@ class LLMCall:
         "request_headers",
         "response_body",
         "response_headers",
-        "start_attributes",
         "started_ns",
         "stream_kind",
         "trace_attrs",
@@ -194,8 +196,8 @@ class LLMCall:
         self.path = url.raw_path
         self.trace_attrs = trace_attrs
         # Read only if the API sends an error back: its credentials are scrubbed from the text.
-        self.request_headers: Mapping[str, str] = {}
-        self.response_headers: Mapping[str, str] = {}
+        self.request_headers: Mapping[str, str] = _NO_HEADERS
+        self.response_headers: Mapping[str, str] = _NO_HEADERS
         named = options.provider_name or _provider_by_host(url.raw_host or "")
         # Named by the caller or the host: the body cannot override it.
         self.provider_fixed = named is not None
@@ -206,13 +208,23 @@ class LLMCall:
         self.response_body: BodyCapture | None = None
         self.content_encoding: str | None = None
         self.stream_kind: str | None = None
-        self.failures: list[tuple[str, Exception]] = []
+        # Created by the first failure: each object an in-flight call holds is one more for the
+        # garbage collector to count (docs/performance.md, "Objects per call").
+        self.failures: list[tuple[str, Exception]] | None = None
         self.started_ns = time.time_ns()
-        self.start_attributes = {
-            A.GEN_AI_OPERATION_NAME: adapter.operation,
-            A.GEN_AI_PROVIDER_NAME: self.provider,
-            A.LANGFUSE_OBSERVATION_TYPE: adapter.observation_type,
-        }
+
+    def add_start_attributes(self, attributes: dict[str, Any]) -> None:
+        """Add the attributes the span starts with to ``attributes``."""
+        adapter = self.adapter
+        attributes[A.GEN_AI_OPERATION_NAME] = adapter.operation
+        attributes[A.GEN_AI_PROVIDER_NAME] = self.provider
+        attributes[A.LANGFUSE_OBSERVATION_TYPE] = adapter.observation_type
+
+    def failed(self, site: str, error: Exception) -> None:
+        """Note a failure in our own code at ``site``; the end counts each site once."""
+        if self.failures is None:
+            self.failures = []
+        self.failures.append((site, error))
 
     @property
     def initial_name(self) -> str:
@@ -268,7 +280,7 @@ class LLMCall:
             try:
                 fast = chat_attributes(self, entry.status_code, reason)
             except Exception as exc:  # counted; the general path still describes the call
-                self.failures.append(("llm.fast_path", exc))
+                self.failed("llm.fast_path", exc)
                 fast = None
             if fast is not None:
                 request_model, model, generation = fast
@@ -327,13 +339,13 @@ class LLMCall:
         try:
             request = read_request(self, attributes)
         except Exception as exc:
-            self.failures.append(("llm.parse_request", exc))
+            self.failed("llm.parse_request", exc)
             mark(attributes, A.PARSE_ERROR, f"request: {type(exc).__name__} in the adapter")
             request = ParsedRequest()
         try:
             response = read_response(self, attributes, reason, request.stream)
         except Exception as exc:
-            self.failures.append(("llm.parse_response", exc))
+            self.failed("llm.parse_response", exc)
             mark(attributes, A.PARSE_ERROR, f"response: {type(exc).__name__} in the adapter")
             response = None
         return request, response

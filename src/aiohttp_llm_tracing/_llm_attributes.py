@@ -114,7 +114,7 @@ def _content(call: LLMCall, attributes: dict[str, Any], key: str, value: Any) ->
             value = mask(value)
         except Exception as exc:
             # Fail closed: content the mask could not clean is not recorded at all.
-            call.failures.append(("llm.mask", exc))
+            call.failed("llm.mask", exc)
             return
         if value is None:
             return

@@ -7,7 +7,7 @@ other work ran since the request went out, and there that costs far more than it
 count suggests: for the openai SDK's chat call, about 120 us of CPU against 18 us in a warm
 loop (``benchmarks/llm_peers.py --parallel``, with the end's attributes stubbed to constants).
 This reads the same shapes in one function and the few helpers it shares with the general path,
-which is what brings that down (measured in the README's Performance section).
+which is what brings that down (measured in docs/performance.md).
 
 Its attributes equal the general path's. Whatever is outside the shapes (an error status or
 body, a compressed, cut or redirected body, a stream not read to its end or cut mid-event, a
