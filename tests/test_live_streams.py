@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -27,12 +29,14 @@ class Ended(SpanProcessor):
         self.event.set()
 
 
-def tracing() -> tuple[aiohttp.TraceConfig, InMemorySpanExporter, Ended, SpanRegistry]:
+def tracing(
+    *, timer: Callable[[], float] = time.monotonic, sweep_interval: float | None = TTL / 6
+) -> tuple[aiohttp.TraceConfig, InMemorySpanExporter, Ended, SpanRegistry]:
     exporter, ended = InMemorySpanExporter(), Ended()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.add_span_processor(ended)
-    registry = SpanRegistry(ttl=TTL, sweep_interval=TTL / 6)
+    registry = SpanRegistry(ttl=TTL, sweep_interval=sweep_interval, timer=timer)
     return (
         create_trace_config(tracer_provider=provider, registry=registry),
         exporter,
@@ -41,19 +45,44 @@ def tracing() -> tuple[aiohttp.TraceConfig, InMemorySpanExporter, Ended, SpanReg
     )
 
 
-async def test_a_stream_read_for_several_ttls_ends_complete() -> None:
-    config, exporter, _, registry = tracing()
+class Clock:
+    """The registry's clock, moved only by the test: a loaded machine's scheduling stalls (a
+    collection in the loop's thread while the sweeper waits for the GIL) cannot pass for
+    silence, which a real clock and a 0.3 s TTL once did on CI."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_stream_read_for_many_ttls_ends_complete() -> None:
+    clock = Clock()
+    config, exporter, _, registry = tracing(timer=clock, sweep_interval=None)
     body = {
         "model": "gpt-4o-mini",
         "stream": True,
         "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": "Tell me a long story"}],
-        # 24 chunks 60 ms apart: about five TTLs of steady reading.
-        "metadata": {"mock_chunks": 24, "mock_delay": 0.06},
+        # Chunks apart in real time, so the reads below see them one by one or a few at once.
+        "metadata": {"mock_chunks": 24, "mock_delay": 0.01},
     }
+    reads = 0
     async with MockLLMServer() as server, aiohttp.ClientSession(trace_configs=[config]) as s:
         async with s.post(f"{server.base_url}/chat/completions", json=body) as resp:
-            raw = await resp.read()
+            raw = b""
+            # readany() empties aiohttp's buffer, so every read that returns bytes follows
+            # bytes fed since the sweep before it: each TTL that passes below holds body
+            # bytes, and the sweep renews the span instead of ending it.
+            async for part in resp.content.iter_any():
+                raw += part
+                if registry.stats().in_flight:  # not yet ended by the read that saw the end
+                    clock.now += 1.5 * TTL
+                    registry.sweep()
+                    assert registry.stats().in_flight == 1
+                    reads += 1
+    assert reads >= 2  # at least two TTLs went by while it was read
     assert raw.endswith(b"data: [DONE]\n\n")
     (span,) = exporter.get_finished_spans()
     attributes = dict(span.attributes or {})
