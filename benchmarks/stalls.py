@@ -306,9 +306,13 @@ async def _client(url: str, args: argparse.Namespace) -> dict:
         units = [max(1, round(k * per_kib)) for k in kib]
         lags: dict[str, list[list[float]]] = {"untraced": [], "traced": []}
         ends_in_lag: list[float] = []
-        for session in (untraced, traced):  # warm: open every connection
+        # Warm, unmeasured: every connection opened and a whole round of the real sizes run
+        # once in each mode. With a round of tiny streams only, the first measured round
+        # (untraced) came out 10 times the others' p99 in every run: first-time costs, not lag.
+        for session in (untraced, traced):
             await _lag_round(session, url, [2] * n, 0.0, args.round_timeout)
-        sent += n
+            await _lag_round(session, url, units, args.lag_delay, args.round_timeout)
+        sent += 2 * n
         for r in range(args.rounds):
             for mode in ("untraced", "traced")[:: 1 if r % 2 == 0 else -1]:
                 records.clear()

@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from yarl import URL
 
 import aiohttp_llm_tracing._llm as llm
-from aiohttp_llm_tracing._capture import _MARK
 from aiohttp_llm_tracing._context import TraceAttributes
 from aiohttp_llm_tracing._inflight import HttpSpan
 from aiohttp_llm_tracing._llm import LLMOptions, match_llm_call
@@ -82,9 +81,7 @@ def _end(
     if response:
         capture.feed(response)
         # The same clock readings for both paths: the time to first chunk must match too.
-        capture._marks = bytearray(
-            _MARK.pack(0, 2_000_000_000) + _MARK.pack(len(response) // 2, 3_000_000_000)
-        )
+        capture._marks = [(0, 2_000_000_000), (len(response) // 2, 3_000_000_000)]
         call.started_ns = 1_000_000_000
     entry = HttpSpan(TRACER.start_span("chat"), "id", None, call)  # type: ignore[arg-type]
     entry.status_code = status

@@ -7,7 +7,6 @@ and finish reason come in its last events. Keeping the head up to ``limit`` and 
 
 from __future__ import annotations
 
-import struct
 import time
 from bisect import bisect_right
 
@@ -16,9 +15,6 @@ __all__ = ["BodyCapture"]
 # Arrival times are kept for the first reads only: the first content chunk comes early, and a
 # long stream must not grow this list (nor pay a clock read per chunk).
 _MAX_MARKS = 32
-# A mark is (offset, wall-clock ns) packed into a bytearray: a list of tuples would be one object
-# per read for the garbage collector to count while the call is in flight, a bytearray is none.
-_MARK = struct.Struct("=qq")
 
 
 class BodyCapture:
@@ -43,7 +39,7 @@ class BodyCapture:
         self.tail_limit = tail_limit
         self.total = 0
         self.truncated = False
-        self._marks: bytearray | None = bytearray() if timed else None
+        self._marks: list[tuple[int, int]] | None = [] if timed else None
         self._marks_left = _MAX_MARKS if timed else 0
         self.room = 0 if timed else limit
         """Bytes the next reads may append to ``head`` directly, adding them to ``total``, with
@@ -60,7 +56,7 @@ class BodyCapture:
         # Reads of a line ending alone (between SSE events) carry no news; no clock read.
         if self._marks_left and n > 2:
             self._marks_left -= 1
-            self._marks += _MARK.pack(self.total, time.time_ns())  # type: ignore[operator]
+            self._marks.append((self.total, time.time_ns()))  # type: ignore[union-attr]
         self.total += n
         head = self.head
         if len(head) + n <= self.limit:
@@ -93,7 +89,7 @@ class BodyCapture:
     @property
     def marks(self) -> list[tuple[int, int]]:
         """``(offset, wall-clock ns)`` of the first reads, if timed; the list is capped."""
-        return list(_MARK.iter_unpack(self._marks)) if self._marks else []
+        return self._marks or []
 
     @property
     def marks_complete(self) -> bool:
@@ -102,7 +98,7 @@ class BodyCapture:
 
     def arrival_ns(self, offset: int) -> int | None:
         """Wall-clock time at which the byte at ``offset`` arrived, if it was timed."""
-        marks = self.marks
+        marks = self._marks
         if not marks:
             return None
         i = bisect_right(marks, (offset, 1 << 63)) - 1
