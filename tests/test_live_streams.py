@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -94,6 +95,60 @@ async def test_a_stream_read_for_many_ttls_ends_complete() -> None:
     registry.close()
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    """A real server on 127.0.0.1 answering the chat path with ``handler``; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+    finally:
+        await runner.cleanup()
+
+
+async def test_one_read_of_a_stream_across_many_ttls_ends_complete() -> None:
+    # resp.read() is one call however long the stream: the renewal counts bytes aiohttp fed
+    # the reader, not reads.
+    clock = Clock()
+    config, exporter, _, registry = tracing(timer=clock, sweep_interval=None)
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def paced(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        while (chunk := await chunks.get()) is not None:
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async with serving(paced) as url, aiohttp.ClientSession(trace_configs=[config]) as s:
+        async with s.post(url, json={"model": "m", "stream": True}) as resp:
+            reading = asyncio.create_task(resp.read())
+            seen = 0
+            for i in range(6):
+                chunks.put_nowait(b'data: {"n": %d}\n\n' % i)
+                # No event says "aiohttp fed the reader": wait for its count, bounded.
+                for _ in range(5000):
+                    if resp.content.received > seen:  # type: ignore[attr-defined]
+                        break
+                    await asyncio.sleep(0.001)
+                seen = resp.content.received  # type: ignore[attr-defined]
+                clock.now += 1.5 * TTL  # a TTL and more, with body bytes in it
+                registry.sweep()
+                assert registry.stats().in_flight == 1 and not reading.done()
+            chunks.put_nowait(b"data: [DONE]\n\n")
+            chunks.put_nowait(None)
+            raw = await reading
+    assert raw.startswith(b'data: {"n": 0}') and raw.endswith(b"data: [DONE]\n\n")
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["llm_tracing.end_reason"] == "body_complete"
+    assert registry.stats().ended == {"body_complete": 1}
+    registry.close()
+
+
 async def test_a_stream_gone_silent_for_a_ttl_expires() -> None:
     config, exporter, ended, registry = tracing()
     release = asyncio.Event()
@@ -105,15 +160,8 @@ async def test_a_stream_gone_silent_for_a_ttl_expires() -> None:
         await release.wait()  # then silence, until the test is done
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", stall)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
     try:
-        async with aiohttp.ClientSession(trace_configs=[config]) as s:
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        async with serving(stall) as url, aiohttp.ClientSession(trace_configs=[config]) as s:
             async with s.post(url, json={"model": "m", "stream": True}) as resp:
                 assert await resp.content.readline() == b"data: {}\n"
                 # The sweeper ends the span after a TTL (two at most) without another read.
@@ -123,6 +171,5 @@ async def test_a_stream_gone_silent_for_a_ttl_expires() -> None:
                 release.set()
     finally:
         release.set()
-        await runner.cleanup()
     assert registry.stats().ended == {"expired": 1}
     registry.close()
