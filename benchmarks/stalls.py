@@ -7,7 +7,9 @@ completion; the client is this process (CPU 0), with a real trace config exporti
 ``BatchSpanProcessor`` into a no-op exporter. ``HttpSpan.end`` (the signal, run on the event loop
 when the caller reads the last byte) and ``HttpSpan._finish`` (the end's work, run on the loop's
 next turn) are wrapped to time each call (and the steps inside it: body reading, attributes, the
-exportable gate, the SDK; plus any GC it sets off); a call's figure is the two together.
+exportable gate, the SDK; plus any GC it sets off); a call's figure is the two together, in
+wall time and in the loop thread's CPU time (a busy machine preempts the process in the middle of
+an end too: wall time counts that, CPU time does not).
 Each case is a real request read to its end, ``--calls`` times after a warm-up, of ``--size``
 bytes (under the 1 MiB capture cap, so the whole body is parsed): chat JSON (the ``huge``
 model), a chat SSE stream with usage (fast path), a tool-call stream (general SSE path), gzip
@@ -145,48 +147,57 @@ def _install_timers(records: list[dict]) -> None:
 
         setattr(owner, name, timed)
 
-    def record(entry: object, end_ns: int, flags: list) -> None:
+    def record(entry: object, end_ns: int, flags: list, cpu_ns: int) -> None:
         attrs = entry.span.attributes or {}  # type: ignore[attr-defined]
         flags = [attrs.get(A.BODY_TRUNCATED), attrs.get(A.PARSE_ERROR), *flags]
         on_loop = threading.current_thread() is threading.main_thread()
         records.append(
-            {**current, "end": end_ns, "flags": [f for f in flags if f], "loop": on_loop}
+            {
+                **current,
+                "end": end_ns,
+                "end_cpu": cpu_ns,
+                "flags": [f for f in flags if f],
+                "loop": on_loop,
+            }
         )
         current.clear()
 
     # The signal (HttpSpan.end) and the end's work (HttpSpan._finish), which runs inside the
     # signal, on the loop's next turn (_deferred) or on the finisher thread: a record is made
     # when the loop's share of a call is over, and counts all of it.
-    signals: dict[object, int] = {}  # queued ends: their signal's time, until their turn
+    # Wall time, and the loop thread's own CPU time: on a busy machine the process is also
+    # preempted in the middle of an end, which wall time counts and CPU time does not.
+    signals: dict[object, tuple[int, int]] = {}  # queued ends: their signal's times
     running = [False]  # a signal is running on the loop
     original_end, original_finish = _inflight.HttpSpan.end, _inflight.HttpSpan._finish
 
     def end(self, reason, error=None):  # type: ignore[no-untyped-def]
         running[0] = True
         inside[0] += 1
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         try:
             return original_end(self, reason, error)
         finally:
-            took = time.perf_counter_ns() - t0
+            took, cpu = time.perf_counter_ns() - t0, time.thread_time_ns() - c0
             inside[0] -= 1
             running[0] = False
             if current.pop("finished", 0):  # done inside the signal
-                record(self, took, ["no output"] if current.pop("no_output", 0) else [])
+                record(self, took, ["no output"] if current.pop("no_output", 0) else [], cpu)
             elif self.llm is not None and self.llm.captured_bytes() >= _finisher.OFFLOAD_BYTES:
-                record(self, took, ["finished off the loop"])  # the loop paid the signal alone
+                # The loop paid the signal alone.
+                record(self, took, ["finished off the loop"], cpu)
             else:
-                signals[self] = took
+                signals[self] = (took, cpu)
 
     def finish(self, reason, error, end_ns):  # type: ignore[no-untyped-def]
         if threading.current_thread() is not threading.main_thread():
             return original_finish(self, reason, error, end_ns)
         inside[0] += 1
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         try:
             return original_finish(self, reason, error, end_ns)
         finally:
-            took = time.perf_counter_ns() - t0
+            took, cpu = time.perf_counter_ns() - t0, time.thread_time_ns() - c0
             inside[0] -= 1
             attrs = self.span.attributes or {}
             flags = [] if A.LANGFUSE_OBSERVATION_OUTPUT in attrs else ["no output"]
@@ -195,7 +206,8 @@ def _install_timers(records: list[dict]) -> None:
                 if flags:
                     current["no_output"] = 1
             else:
-                record(self, signals.pop(self, 0) + took, flags)
+                signal, signal_cpu = signals.pop(self, (0, 0))
+                record(self, signal + took, flags, signal_cpu + cpu)
 
     _inflight.HttpSpan.end = end  # type: ignore[method-assign]
     _inflight.HttpSpan._finish = finish  # type: ignore[method-assign]
@@ -223,6 +235,7 @@ def _case_row(records: list[dict], **extra: int) -> dict:
         "calls": len(ends),
         "median_ms": statistics.median(ends),
         "max_ms": max(ends),
+        "cpu_max_ms": max(r["end_cpu"] for r in records) / 1e6,
         "phases_median_ms": {k: statistics.median(p[k] for p in phases) for k in PHASES},
         "gc_young_ms_max": max(r.get("gc", 0) for r in records) / 1e6,
         "gc_full_ms_max": max(r.get("gc2", 0) for r in records) / 1e6,
@@ -306,6 +319,7 @@ async def _client(url: str, args: argparse.Namespace) -> dict:
         units = [max(1, round(k * per_kib)) for k in kib]
         lags: dict[str, list[list[float]]] = {"untraced": [], "traced": []}
         ends_in_lag: list[float] = []
+        ends_in_lag_cpu: list[float] = []
         # Warm, unmeasured: every connection opened and a whole round of the real sizes run
         # once in each mode. With a round of tiny streams only, the first measured round
         # (untraced) came out 10 times the others' p99 in every run: first-time costs, not lag.
@@ -320,6 +334,7 @@ async def _client(url: str, args: argparse.Namespace) -> dict:
                 lag = await _lag_round(session, url, units, args.lag_delay, args.round_timeout)
                 lags[mode].append(lag)
                 ends_in_lag += [rec["end"] / 1e6 for rec in records]
+                ends_in_lag_cpu += [rec["end_cpu"] / 1e6 for rec in records]
                 sent += n if mode == "traced" else 0
                 print(f"round {r + 1} {mode}: p99 {percentile(lag, 99):.2f} ms", file=sys.stderr)
     finally:
@@ -331,6 +346,8 @@ async def _client(url: str, args: argparse.Namespace) -> dict:
     lag_rows = {mode: _lag_stats(rounds) for mode, rounds in lags.items()}
     lag_rows["traced"]["end_max_ms"] = max(ends_in_lag)
     lag_rows["traced"]["end_median_ms"] = statistics.median(ends_in_lag)
+    lag_rows["traced"]["end_cpu_max_ms"] = max(ends_in_lag_cpu)
+    lag_rows["traced"]["end_cpu_median_ms"] = statistics.median(ends_in_lag_cpu)
     return {"cases": cases, "lag": lag_rows, "stream_kib": kib}
 
 
@@ -369,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": os.uname().machine,
         "python": sys.version.split()[0],
-        "method": "HttpSpan.end and _finish timed with perf_counter_ns on real requests to the "
+        "method": "HttpSpan.end and _finish timed with perf_counter_ns (and thread_time_ns) on "
+        "real requests to the "
         "mock (own process, CPU 1) from a traced session (CPU 0); loop lag = lateness of a "
         "1 ms sleep loop during concurrent paced streams, traced and untraced rounds alternating",
         "size_bytes": args.size,
@@ -381,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {
             "budget_ms": args.budget_ms,
             "end_max_ms": max(row["max_ms"] for row in cases.values()),
+            "end_cpu_max_ms": max(row["cpu_max_ms"] for row in cases.values()),
             "cases_over_budget": [k for k, row in cases.items() if row["max_ms"] > args.budget_ms],
         }
         | {f"lag_{k}_{mode}_ms": lag[mode][f"{k}_ms"] for k in ("p99", "max") for mode in lag},
@@ -413,12 +432,15 @@ def _print(report: dict) -> None:
     console.print(table)
     lo, hi = report["stream_kib"]
     table = Table(title=f"Loop lag, {report['streams']} streams of {lo:.0f}-{hi:.0f} KiB, ms")
-    for col in ("mode", "rounds", "samples", "p50", "p99", "max", "p99 by round", "end max"):
+    cols = ("mode", "rounds", "samples", "p50", "p99", "max", "p99 by round", "end max (cpu)")
+    for col in cols:
         table.add_column(col, justify="left" if col == "mode" else "right")
     for mode, row in report["lag"].items():
         ms = [f"{row[k]:.3f}" for k in ("p50_ms", "p99_ms", "max_ms")]
         by_round = " ".join(f"{v:.2f}" for v in row["p99_ms_by_round"])
-        end = f"{row['end_max_ms']:.2f}" if "end_max_ms" in row else "-"
+        end = "-"
+        if "end_max_ms" in row:
+            end = f"{row['end_max_ms']:.2f} ({row['end_cpu_max_ms']:.2f})"
         table.add_row(mode, str(row["rounds"]), str(row["samples"]), *ms, by_round, end)
     console.print(table)
     for key, value in report["summary"].items():
