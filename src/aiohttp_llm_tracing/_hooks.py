@@ -166,12 +166,14 @@ class Hooks:
             span = self._tracer.start_span(
                 name, context=current, kind=SpanKind.CLIENT, attributes=attributes
             )
+            metrics = self._metrics
+            metered = metrics is not None and metrics.enabled  # read once per request
             recording = span.is_recording()
             counted = recording
             if not recording:
                 # Sampled out: only the metrics can still use the call (with its own clock, as
                 # the span has no start time); without them, its bodies are not copied at all.
-                counted = self._metrics is not None and self._metrics.enabled
+                counted = metered
                 if not counted:
                     call = None
             if call is not None:
@@ -179,16 +181,10 @@ class Hooks:
                 started = getattr(span, "start_time", None)
                 if isinstance(started, int):
                     call.started_ns = started
-            metrics = self._metrics
             # The start attributes are kept for the metrics alone (the span's own are read if a
             # meter provider comes in the meantime).
             entry = HttpSpan(
-                span,
-                request_id,
-                self._registry,
-                call,
-                metrics,
-                attributes if metrics is not None and metrics.enabled else None,
+                span, request_id, self._registry, call, metrics, attributes if metered else None
             )
             if counted and not recording:
                 entry.started_ns = time.time_ns()
